@@ -1,0 +1,62 @@
+"""Execute chapter notebooks in place, the way nbval will re-run them.
+
+Usage: python tools/execute_notebook.py chapters/path/to/chapter.ipynb [...]
+
+Runs each notebook top to bottom in its own folder with a fresh kernel, stores the
+outputs, and prints the wall time and the kernel's peak resident memory, so the
+chapter budgets (<= 120 s, <= 1 GB) can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_CELL = "import resource as _r; print(_r.getrusage(_r.RUSAGE_SELF).ru_maxrss)"
+
+
+def execute(path: Path, timeout: int = 600) -> tuple[float, float]:
+    nb = nbformat.read(path, as_version=4)
+    os.environ.setdefault("LMBOOK_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=True,
+    )
+    start = time.perf_counter()
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        seconds = time.perf_counter() - start
+        probe = nbformat.v4.new_code_cell(PEAK_CELL)
+        nb.cells.append(probe)
+        client.execute_cell(probe, len(nb.cells) - 1)
+        nb.cells.pop()
+        peak_kb = float(probe.outputs[0]["text"].strip())
+    nbformat.write(nb, path)
+    return seconds, peak_kb / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args()
+    print(f"{'chapter':60s} {'seconds':>8s} {'peak MB':>8s}")
+    for path in args.notebooks:
+        seconds, peak_mb = execute(path)
+        print(f"{str(path):60s} {seconds:8.1f} {peak_mb:8.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
