@@ -54,7 +54,7 @@ class DataUnavailableError(FileNotFoundError):
 
 
 def cache_dir() -> Path:
-    """The folder downloads are kept in: ``$LMBOOK_CACHE_DIR`` or ``~/.cache/lmbook``."""
+    """The download cache: ``$LMBOOK_CACHE_DIR`` or ``~/.cache/lmbook``."""
     env = os.environ.get("LMBOOK_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -91,7 +91,9 @@ def _check(path: Path, corpus: Corpus) -> None:
         )
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30) -> Path:
+def download(
+    url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30
+) -> Path:
     """Download `url` to `dest` atomically, verifying its sha256 digest.
 
     The bytes go to a temporary file beside `dest`; only a file whose digest
@@ -99,11 +101,16 @@ def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+    )
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as r,
+        ):
             total = int(r.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
                 for chunk in iter(lambda: r.read(1 << 16), b""):
@@ -113,8 +120,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30
         actual = digest.hexdigest()
         if actual != sha256:
             raise ChecksumError(
-                f"download of {url} is corrupt: sha256 expected {sha256}, got {actual}; "
-                "nothing was saved"
+                f"download of {url} is corrupt: sha256 expected {sha256}, "
+                f"got {actual}; nothing was saved"
             )
         os.replace(tmp, dest)
     finally:

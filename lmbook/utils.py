@@ -42,7 +42,8 @@ def get_device(prefer: str | None = None) -> torch.device:
                 return torch.device(kind)
     if not isinstance(prefer, str | torch.device):
         raise TypeError(
-            f"{source} must be a str such as 'cpu' or 'cuda', got {type(prefer).__name__}"
+            f"{source} must be a str such as 'cpu' or 'cuda', "
+            f"got {type(prefer).__name__}"
         )
     try:
         device = torch.device(prefer)

@@ -27,12 +27,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    shared = ROOT.parent / "shared" / "data"
-    if "LMBOOK_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["LMBOOK_DATA_DIR"] = str(shared)
-
-
 def require(condition: bool, reason: str) -> None:
     """Skip when `condition` fails locally; fail under CI, where it must hold."""
     if condition:

@@ -116,7 +116,7 @@ def test_corpus_name_of_wrong_type():
 def test_train_val_split():
     train, val = train_val_split("abcdefghij", 0.9)
     assert (train, val) == ("abcdefghi", "j")
-    with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\)"):
         train_val_split("abc", 1.5)
     with pytest.raises(TypeError, match="text must be a str"):
         train_val_split(b"abc")
