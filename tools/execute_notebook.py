@@ -31,7 +31,7 @@ def execute(path: Path, timeout: int = 600) -> tuple[float, float]:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        store_widget_state=True,
+        store_widget_state=False,
     )
     start = time.perf_counter()
     with client.setup_kernel():
