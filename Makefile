@@ -21,13 +21,13 @@ book: install
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here).
 chromium:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; \
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium is missing: sudo apt-get install chromium (browser tests will skip)"; fi
 
 lint:
-	ruff check lmbook tests bench tools
+	ruff check lmbook tests tools conftest.py $(wildcard bench)
 
 test: install chromium lint book
 	$(PYTHON) -m pytest -p no:cacheprovider tests chapters $(NBVAL) --durations=15
