@@ -1,0 +1,179 @@
+"""Benchmark lmbook's BPE against a naive trainer and Hugging Face `tokenizers`.
+
+Ratios, measured side by side in one process (medians of interleaved runs):
+  naive / ours    training time of a BPE that recounts every pair before each
+                  merge (Sennrich et al.'s Algorithm 1) over lmbook's incremental
+                  trainer, with GPT-2's pre-split and with none (merges checked equal);
+  ours / HF       training, and encoding with the same merges, against the Rust
+                  `tokenizers` library (2 threads), which is what to use in practice;
+  batches/s       lmbook.batching.TokenBatchSampler on --device for the encoded text.
+
+Usage: LMBOOK_DATA_DIR=/work/shared/data python bench/bench_tokenizers.py
+       [--device cpu|cuda] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections import Counter
+
+os.environ.setdefault("RAYON_NUM_THREADS", "2")  # before `tokenizers` starts its pool
+
+import torch  # noqa: E402
+
+from lmbook import get_device, load_text  # noqa: E402
+from lmbook.batching import TokenBatchSampler  # noqa: E402
+from lmbook.tokenizers import BPETokenizer  # noqa: E402
+
+
+def measure(fns: dict, reps: int) -> dict:
+    """Median seconds per call of each fn, the fns run in rotating order each rep."""
+    for fn in fns.values():  # warm up
+        fn()
+    times = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(reps):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def naive_train(chunks: list[str], n_merges: int) -> list[tuple[int, int]]:
+    """Recount all pairs before every merge; same tie-break as lmbook (smallest)."""
+    words = Counter(tuple(c.encode("utf-8")) for c in chunks)
+    merges = []
+    for k in range(n_merges):
+        counts = Counter()
+        for w, n in words.items():
+            for pair in zip(w, w[1:], strict=False):
+                counts[pair] += n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        new_words = Counter()
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if w[i : i + 2] == best:
+                    out.append(256 + k)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] += n
+        words = new_words
+    return merges
+
+
+def hf_tokenizer(tok: BPETokenizer):
+    """A Hugging Face tokenizer with exactly `tok`'s merges (GPT-2 byte mapping)."""
+    import tokenizers
+
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = [b for b in range(256) if b not in keep]
+    chars = map(chr, keep + [256 + i for i in range(len(extra))])
+    b2u = dict(zip(keep + extra, chars, strict=True))
+
+    def show(i):
+        return "".join(b2u[b] for b in tok.vocab[i])
+
+    vocab = {show(i): i for i in range(tok.vocab_size)}
+    merges = [(show(a), show(b)) for a, b in tok.merges]
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return hf
+
+
+def hf_train(text: str, vocab_size: int):
+    import tokenizers
+
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE())
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator([text], trainer)
+    return hf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="default: lmbook.get_device()")
+    parser.add_argument("--quick", action="store_true", help="smaller text, fewer reps")
+    args = parser.parse_args()
+    device = get_device(args.device)
+    torch.set_num_threads(2)
+    n_chars, vocab_size, reps = (20_000, 320, 3) if args.quick else (100_000, 512, 5)
+    text = load_text("tinyshakespeare")[:n_chars]
+    print(f"device={device} text={n_chars:,} chars vocab_size={vocab_size} reps={reps}")
+
+    for pattern in ("gpt2", None):
+        tok = BPETokenizer(pattern)
+        chunks = tok.pre_tokenize(text)
+        n = vocab_size - 256
+        if pattern is None and not args.quick:
+            n = 64  # the naive trainer rescans the whole text for every merge
+        t = measure(
+            {
+                "ours": lambda: tok.train(text, 256 + n),  # noqa: B023
+                "naive": lambda: naive_train(chunks, n),  # noqa: B023
+            },
+            reps=reps,
+        )
+        assert tok.merges == naive_train(chunks, n), "the merges differ"
+        print(
+            f"train pattern={pattern!s:5} merges={n:3}: ours {t['ours']:.3f} s, "
+            f"naive {t['naive']:.3f} s, naive/ours = {t['naive'] / t['ours']:.1f}x"
+        )
+
+    tok = BPETokenizer().train(text, vocab_size)
+    try:
+        hf = hf_tokenizer(tok)
+    except ImportError:
+        print("Hugging Face `tokenizers` is not installed: skipping the comparison")
+    else:
+        assert hf.encode(text).ids == tok.encode(text), "HF encodes differently"
+
+        def encode_ours():
+            tok._cache.clear()  # measure encoding, not the chunk cache
+            return tok.encode(text)
+
+        t = measure(
+            {
+                "train ours": lambda: BPETokenizer().train(text, vocab_size),
+                "train HF": lambda: hf_train(text, vocab_size),
+                "encode ours": encode_ours,
+                "encode HF": lambda: hf.encode(text),
+            },
+            reps=reps,
+        )
+        for what in ("train", "encode"):
+            ours, ref = t[f"{what} ours"], t[f"{what} HF"]
+            print(
+                f"{what:6} ours {ours * 1e3:8.1f} ms, HF {ref * 1e3:7.1f} ms, "
+                f"ours/HF = {ours / ref:.1f}x ({len(text) / ours / 1e6:.2f} M chars/s)"
+            )
+
+    ids = torch.tensor(tok.encode(text), device=device)
+    sampler = TokenBatchSampler(ids, block_size=256, seed=0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def draw():
+        for _ in range(100):
+            sampler(64)
+        sync()
+
+    t = measure({"draw": draw}, reps=reps)["draw"]
+    print(f"TokenBatchSampler(64 x 256) on {device}: {100 / t:,.0f} batches/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,434 @@
+"""lmbook.tokenizers: round trips (hypothesis), BPE against a naive reference trainer,
+a hand-worked example and Hugging Face's BPE, file formats, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import Counter
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmbook.tokenizers import (
+    GPT2_SPLIT_PATTERN,
+    STDLIB_SPLIT_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    UnknownCharacterError,
+)
+
+SAMPLE = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak. We're 100% sure it's 3.14 -- isn't it?\n"
+    "Ünïcödé: naïve café, 東京タワー, 中文分词, Ελληνικά, русский, 🙂🚀👩‍💻 😀😀\n"
+    "\tTabs\tand  double  spaces   end   \n" * 3
+)
+
+
+# --- reference implementations, written independently of lmbook ------------------
+
+
+def merge_ids(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    out, i = [], 0
+    while i < len(ids):
+        if ids[i : i + 2] == list(pair):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def naive_bpe(chunks: list[str], n_merges: int):
+    """Recount every pair before each merge (Sennrich et al.'s Algorithm 1)."""
+    words = Counter(tuple(c.encode("utf-8")) for c in chunks)
+    merges = []
+    for k in range(n_merges):
+        counts = Counter()
+        for w, n in words.items():
+            for pair in zip(w, w[1:], strict=False):
+                counts[pair] += n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))  # most frequent, smallest
+        merges.append(best)
+        new = Counter()
+        for w, n in words.items():
+            new[tuple(merge_ids(list(w), best, 256 + k))] += n
+        words = new
+    return merges, set(words)
+
+
+def naive_encode(data: bytes, merges: list[tuple[int, int]]) -> list[int]:
+    """minbpe-style: repeatedly merge the adjacent pair with the lowest rank."""
+    ranks = {p: k for k, p in enumerate(merges)}
+    ids = list(data)
+    while len(ids) > 1:
+        pair = min(zip(ids, ids[1:], strict=False), key=lambda p: ranks.get(p, 1e9))
+        if pair not in ranks:
+            break
+        ids = merge_ids(ids, pair, 256 + ranks[pair])
+    return ids
+
+
+def gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in character for every byte (encoder.py)."""
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = [b for b in range(256) if b not in keep]
+    chars = keep + [256 + i for i in range(len(extra))]
+    return {b: chr(c) for b, c in zip(keep + extra, chars, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def bpe() -> BPETokenizer:
+    return BPETokenizer().train(SAMPLE, 330)
+
+
+# --- CharTokenizer -----------------------------------------------------------------
+
+
+def test_char_vocab_is_sorted_unique_characters():
+    tok = CharTokenizer.from_text("hello world")
+    assert tok.itos == [" ", "d", "e", "h", "l", "o", "r", "w"]
+    assert tok.vocab_size == 8
+    assert tok.encode("hold") == [3, 5, 4, 1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_char_round_trip(data):
+    tok = CharTokenizer.from_text(SAMPLE)
+    s = data.draw(st.text(alphabet=st.sampled_from(tok.itos)))
+    ids = tok.encode(s)
+    assert len(ids) == len(s)
+    assert all(0 <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == s
+    assert tok.decode(torch.tensor(ids, dtype=torch.long)) == s
+
+
+def test_char_save_load_round_trip(tmp_path):
+    tok = CharTokenizer.from_text(SAMPLE)
+    tok.save(tmp_path / "chars.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["chars.json"]  # no temp left
+    back = CharTokenizer.load(tmp_path / "chars.json")
+    assert back.itos == tok.itos
+    assert back.encode(SAMPLE) == tok.encode(SAMPLE)
+
+
+def test_char_unknown_character_names_it_and_its_position():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(UnknownCharacterError, match=r"'z' at position 2") as info:
+        tok.encode("abz")
+    assert isinstance(info.value, ValueError)
+    assert (info.value.char, info.value.position) == ("z", 2)
+
+
+def test_char_decode_unknown_id_names_id_and_range():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(ValueError, match=r"id 7 at position 1.*\[0, 3\)"):
+        tok.decode([0, 7])
+
+
+def test_char_decode_negative_id():
+    with pytest.raises(ValueError, match=r"id -1 at position 0"):
+        CharTokenizer.from_text("abc").decode([-1])
+
+
+def test_char_decode_2d_tensor():
+    with pytest.raises(ValueError, match=r"ids must be 1-D.*\(1, 2\)"):
+        CharTokenizer.from_text("abc").decode(torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_char_decode_float_tensor():
+    with pytest.raises(TypeError, match="integer tensor.*float32"):
+        CharTokenizer.from_text("abc").decode(torch.zeros(2))
+
+
+def test_char_decode_str():
+    with pytest.raises(TypeError, match="ids must be a list of ints.*str"):
+        CharTokenizer.from_text("abc").decode("ab")
+
+
+def test_char_encode_non_str():
+    with pytest.raises(TypeError, match="text must be a str, got list"):
+        CharTokenizer.from_text("abc").encode(["a"])
+
+
+def test_char_from_empty_text():
+    with pytest.raises(ValueError, match="non-empty"):
+        CharTokenizer.from_text("")
+
+
+def test_char_duplicate_characters():
+    with pytest.raises(ValueError, match="unique.*'a'"):
+        CharTokenizer(["a", "b", "a"])
+
+
+def test_char_multi_character_entry():
+    with pytest.raises(ValueError, match=r"chars\[1\] must be a single character"):
+        CharTokenizer(["a", "bc"])
+
+
+def test_char_load_corrupt_json(tmp_path):
+    (tmp_path / "t.json").write_text('{"format": "lmbook.CharTokenizer", "chars": [')
+    with pytest.raises(ValueError, match="not a valid JSON"):
+        CharTokenizer.load(tmp_path / "t.json")
+
+
+def test_char_load_wrong_format(tmp_path, bpe):
+    bpe.save(tmp_path / "bpe.json")
+    with pytest.raises(ValueError, match="format expected 'lmbook.CharTokenizer'"):
+        CharTokenizer.load(tmp_path / "bpe.json")
+
+
+def test_char_load_wrong_field_type(tmp_path):
+    obj = {"format": "lmbook.CharTokenizer", "version": 1, "chars": "abc"}
+    (tmp_path / "t.json").write_text(json.dumps(obj))
+    with pytest.raises(ValueError, match="'chars' expected a list, got str"):
+        CharTokenizer.load(tmp_path / "t.json")
+
+
+def test_char_load_path_of_wrong_type():
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        CharTokenizer.load(3)
+
+
+# --- BPETokenizer ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", None])
+def test_bpe_hand_worked_example(pattern):
+    # "aaabdaaabac" as bytes a=97 b=98 c=99 d=100. Pair counts: (a,a) 4, (a,b) 2,
+    # the rest 1, so merge 0 is (97, 97) -> 256 and the text becomes, merging left to
+    # right, [256 a b d 256 a b a c]. Now (256, a) and (a, b) both occur twice; the
+    # tie goes to the smaller pair (97, 98) -> 257: [256 257 d 256 257 a c]. Then
+    # (256, 257) occurs twice -> 258 = b"aaab", leaving [258 d 258 a c].
+    tok = BPETokenizer(pattern).train("aaabdaaabac", 259)
+    assert tok.merges == [(97, 97), (97, 98), (256, 257)]
+    assert tok.vocab[258] == b"aaab"
+    assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+    assert tok.decode([258, 100]) == "aaabd"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.text(alphabet="ab c\n'é", max_size=80),
+    n_merges=st.integers(1, 25),
+    pattern=st.sampled_from(["gpt2", None]),
+)
+def test_bpe_training_matches_naive_reference(text, n_merges, pattern):
+    tok = BPETokenizer(pattern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # running out of pairs is expected here
+        tok.train(text, 256 + n_merges)
+    chunks = tok.pre_tokenize(text)
+    merges, words = naive_bpe(chunks, n_merges)
+    assert tok.merges == merges
+    # encoding a training chunk gives its segmentation at the end of training
+    assert {tuple(tok.encode(c)) for c in chunks} == words
+
+
+def test_bpe_training_matches_reference_on_real_text():
+    text = SAMPLE * 2
+    tok = BPETokenizer().train(text, 300)
+    assert tok.merges == naive_bpe(tok.pre_tokenize(text), 44)[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet="abc d\né🙂", max_size=60))
+def test_bpe_encode_matches_naive_encoder(bpe, s):
+    expected = [
+        i for c in bpe.pre_tokenize(s) for i in naive_encode(c.encode(), bpe.merges)
+    ]
+    assert bpe.encode(s) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())  # any Unicode string without lone surrogates
+def test_bpe_round_trip(bpe, s):
+    ids = bpe.encode(s)
+    assert all(0 <= i < bpe.vocab_size for i in ids)
+    assert bpe.decode(ids) == s
+    assert b"".join(bpe.vocab[i] for i in ids) == s.encode("utf-8")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=40))
+def test_bpe_round_trip_without_pre_split(s):
+    tok = BPETokenizer(None).train(SAMPLE, 300)
+    assert tok.decode(tok.encode(s)) == s
+
+
+def test_bpe_compresses_its_training_text(bpe):
+    ids = bpe.encode(SAMPLE)
+    assert len(ids) < 0.7 * len(SAMPLE.encode("utf-8"))
+    assert bpe.decode(torch.tensor(ids)) == SAMPLE
+
+
+def test_untrained_bpe_is_bytes():
+    tok = BPETokenizer()
+    assert tok.vocab_size == 256
+    assert tok.encode("hé") == list("hé".encode())
+
+
+def test_bpe_decodes_invalid_utf8_with_replacement_character():
+    tok = BPETokenizer()
+    euro = list("€".encode())  # three bytes
+    assert tok.decode(euro) == "€"
+    assert tok.decode(euro[:2]) == "\ufffd"
+    assert tok.decode([0xFF, 104]) == "\ufffdh"
+
+
+def test_bpe_save_load_round_trip(tmp_path, bpe):
+    bpe.save(tmp_path / "bpe.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["bpe.json"]
+    back = BPETokenizer.load(tmp_path / "bpe.json")
+    assert back.merges == bpe.merges and back.pattern == bpe.pattern
+    assert back.vocab == bpe.vocab
+    assert back.encode(SAMPLE) == bpe.encode(SAMPLE)
+
+
+def test_bpe_matches_hugging_face_with_the_same_merges(bpe):
+    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("regex")  # our default pattern is GPT-2's only with `regex`
+    b2u = gpt2_bytes_to_unicode()
+
+    def show(i):
+        return "".join(b2u[b] for b in bpe.vocab[i])
+
+    vocab = {show(i): i for i in range(bpe.vocab_size)}
+    merges = [(show(a), show(b)) for a, b in bpe.merges]
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    text = SAMPLE + " it's 2024's \u00a0x  \n\n y"
+    assert hf.encode(text).ids == bpe.encode(text)
+
+
+def test_stdlib_pattern_agrees_with_gpt2_pattern():
+    regex = pytest.importorskip("regex")
+    ours, gpt2 = re.compile(STDLIB_SPLIT_PATTERN), regex.compile(GPT2_SPLIT_PATTERN)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.text(
+            st.characters(
+                exclude_categories=("Cs", "Nl", "No", "Cn"),
+                exclude_characters="\x1c\x1d\x1e\x1f",
+            )
+        )
+    )
+    def check(s):
+        assert ours.findall(s) == gpt2.findall(s)
+
+    check()
+    for s in ("x²", ":\x1f"):  # the documented differences
+        assert ours.findall(s) != gpt2.findall(s)
+
+
+def test_bpe_verbose_reports_each_merge(capsys):
+    BPETokenizer(None).train("aaabdaaabac", 259, verbose=True)
+    out = capsys.readouterr().out
+    assert "merge 1: (97, 97) -> 256 b'aa' (4 times)" in out
+    assert "merge 3: (256, 257) -> 258 b'aaab' (2 times)" in out
+
+
+def test_pre_tokenize_splits_like_gpt2():
+    tok = BPETokenizer()
+    assert tok.pre_tokenize("Hello world's  end 42!\n") == [
+        "Hello",
+        " world",
+        "'s",
+        " ",
+        " end",
+        " 42",
+        "!",
+        "\n",
+    ]
+    assert BPETokenizer(None).pre_tokenize("a b") == ["a b"]
+
+
+def test_bpe_stops_early_with_a_warning():
+    with pytest.warns(UserWarning, match="no pairs left to merge after 1 merges"):
+        tok = BPETokenizer(None).train("ab", 300)
+    assert tok.vocab_size == 257
+
+
+def test_bpe_vocab_size_too_small():
+    with pytest.raises(ValueError, match="vocab_size must be >= 256.*got 100"):
+        BPETokenizer().train("abc", 100)
+
+
+def test_bpe_vocab_size_not_int():
+    with pytest.raises(TypeError, match="vocab_size must be an int, got float"):
+        BPETokenizer().train("abc", 300.0)
+
+
+def test_bpe_lone_surrogate_names_position():
+    with pytest.raises(ValueError, match=r"surrogate '\\ud800' at position 2"):
+        BPETokenizer().encode("ab\ud800c")
+
+
+def test_bpe_decode_unknown_id(bpe):
+    with pytest.raises(
+        ValueError, match=rf"id 999 at position 0.*\[0, {bpe.vocab_size}\)"
+    ):
+        bpe.decode([999])
+
+
+def test_bpe_pattern_that_skips_text():
+    tok = BPETokenizer(r"\w+")
+    with pytest.raises(ValueError, match="must match every character"):
+        tok.encode("a b")
+
+
+def test_bpe_pattern_that_does_not_compile():
+    with pytest.raises(ValueError, match="does not compile"):
+        BPETokenizer("(unclosed")
+
+
+def test_bpe_pattern_of_wrong_type():
+    with pytest.raises(TypeError, match="pattern must be a str or None, got int"):
+        BPETokenizer(5)
+
+
+def test_bpe_load_merge_that_refers_to_a_later_token(tmp_path):
+    obj = {"format": "lmbook.BPETokenizer", "version": 1, "pattern": None}
+    obj["merges"] = [[97, 98], [256, 257]]  # 257 does not exist before merge 1
+    (tmp_path / "t.json").write_text(json.dumps(obj))
+    with pytest.raises(ValueError, match=r"merges\[1\] expected .*\[0, 257\)"):
+        BPETokenizer.load(tmp_path / "t.json")
+
+
+def test_bpe_load_duplicate_merge(tmp_path):
+    obj = {"format": "lmbook.BPETokenizer", "version": 1, "pattern": None}
+    obj["merges"] = [[97, 98], [97, 98]]
+    (tmp_path / "t.json").write_text(json.dumps(obj))
+    with pytest.raises(ValueError, match=r"merges\[1\] expected a new pair"):
+        BPETokenizer.load(tmp_path / "t.json")
+
+
+def test_bpe_load_wrong_version(tmp_path):
+    obj = {"format": "lmbook.BPETokenizer", "version": 7, "pattern": None, "merges": []}
+    (tmp_path / "t.json").write_text(json.dumps(obj))
+    with pytest.raises(ValueError, match="version expected 1, got 7"):
+        BPETokenizer.load(tmp_path / "t.json")
+
+
+def test_save_failure_keeps_the_previous_file(tmp_path, monkeypatch, bpe):
+    path = tmp_path / "bpe.json"
+    BPETokenizer().save(path)  # the previous, untrained tokenizer
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("lmbook.tokenizers.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        bpe.save(path)
+    monkeypatch.undo()
+    assert BPETokenizer.load(path).merges == []
+    assert [p.name for p in tmp_path.iterdir()] == ["bpe.json"]
