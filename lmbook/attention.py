@@ -152,13 +152,13 @@ class MultiHeadAttention(nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(
-                f"x must have shape (B, T, {self.d_model}) (d_model), got "
+                f"x must have shape (B, T, d_model={self.d_model}), got "
                 f"{tuple(x.shape)}"
             )
         w = self.in_proj.weight
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-        if x.dtype != w.dtype:
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"x has dtype {x.dtype} but the weights are {w.dtype}")
         if x.device != w.device:
             raise ValueError(f"x is on {x.device} but the weights are on {w.device}")
@@ -184,7 +184,7 @@ class MultiHeadAttention(nn.Module):
         k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         p, causal = (self.dropout if self.training else 0.0), self.causal
-        if self.causal and (need_weights or mask is not None):
+        if causal and (need_weights or mask is not None):
             cm = causal_mask(T, device=x.device)  # (T, T)
             mask = cm if mask is None else mask & cm
         weights = None
@@ -210,7 +210,7 @@ class MultiHeadAttention(nn.Module):
             raise TypeError(
                 f"mha must be a torch.nn.MultiheadAttention, got {type(mha).__name__}"
             )
-        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+        if mha.in_proj_weight is None or mha.bias_k is not None or mha.add_zero_attn:
             raise ValueError(
                 "mha must be plain self-attention: kdim == vdim == embed_dim, "
                 "add_bias_kv=False and add_zero_attn=False"
