@@ -72,16 +72,17 @@ def interactive_figure(
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     if not controls:
         raise ValueError("controls must name at least one ipywidgets control, got {}")
     out = widgets.Output()
 
     def show(fig: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        # Set the Output widget's state directly rather than capturing with
+        # `with out:`, which would also print the figure into the cell's own
+        # outputs while a notebook is executed headless (nbclient, nbval).
+        out.outputs = ()
+        out.append_display_data(fig)
         plt.close(fig)
 
     def redraw(_change: Any = None) -> None:
