@@ -10,6 +10,7 @@ chapter budgets (<= 120 s, <= 1 GB) can be checked.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 import time
@@ -33,6 +34,8 @@ def execute(path: Path, timeout: int = 600) -> tuple[float, float]:
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=False,
     )
+    # nbclient's Output-widget hook indexes widget_state even when it is not stored
+    client.widget_state = collections.defaultdict(dict)
     start = time.perf_counter()
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):
