@@ -1,0 +1,100 @@
+"""Self-checks for Part III, Mathematics: attention, recurrent networks, LSTM gates
+and positional information.
+
+The expected answers are computed, not typed in: scaled dot-product attention and
+multi-head attention follow Vaswani et al. (2017), the RNN gradient bound follows
+Bengio, Simard & Frasconi (1994) and Pascanu, Mikolov & Bengio (2013), the LSTM cell
+Hochreiter & Schmidhuber (1997) with the forget gate of Gers, Schmidhuber & Cummins
+(2000), and the sinusoidal encoding Vaswani et al. (2017).
+"""
+
+from __future__ import annotations
+
+import math
+
+from lmbook.exercises import register
+
+# Numbers used in the chapters' exercise statements.
+ATTENTION_D_K = 64
+QK_D_K, QK_STD_Q, QK_STD_K = 32, 2.0, 1.0
+MHA_D_MODEL, MHA_N_HEADS = 512, 8
+RNN_NORM, RNN_DISTANCE = 0.9, 20
+LSTM_PRE = (0.5, 2.0, -1.0, 1.0)  # pre-activations of i, f, g, o (torch's order)
+LSTM_C_PREV = 3.0
+PE_D_MODEL, PE_PAIR, PE_OFFSET = 8, 1, 3
+
+
+def _attention_scale() -> float:
+    return 1.0 / math.sqrt(ATTENTION_D_K)
+
+
+def _qk_variance() -> float:
+    # q.k = sum_i q_i k_i with independent zero-mean terms of variance s_q^2 s_k^2
+    return QK_D_K * QK_STD_Q**2 * QK_STD_K**2
+
+
+def _mha_parameters() -> int:
+    import torch.nn as nn
+
+    mha = nn.MultiheadAttention(MHA_D_MODEL, MHA_N_HEADS, bias=True)
+    return sum(p.numel() for p in mha.parameters())
+
+
+def _rnn_gradient_bound() -> float:
+    return RNN_NORM**RNN_DISTANCE
+
+
+def _lstm_forget_gate() -> float:
+    import torch
+
+    i, f, g, o = torch.tensor(LSTM_PRE, dtype=torch.float64)
+    return float(torch.sigmoid(f) * LSTM_C_PREV + torch.sigmoid(i) * torch.tanh(g))
+
+
+def _pe_rotation_angle() -> float:
+    omega = 1.0 / 10000 ** (2 * PE_PAIR / PE_D_MODEL)
+    return PE_OFFSET * omega
+
+
+register(
+    "attention-scale",
+    _attention_scale,
+    "the scores QK^T are divided by the square root of d_k before the softmax; "
+    "give the factor that multiplies them, as a number.",
+)
+register(
+    "qk-variance",
+    _qk_variance,
+    "q.k is a sum of d_k independent products q_i k_i; the variance of one product "
+    "of independent zero-mean variables is Var(q_i) Var(k_i), and variances of "
+    "independent terms add.",
+)
+register(
+    "mha-parameters",
+    _mha_parameters,
+    "count four d_model x d_model matrices (W^Q, W^K, W^V for all heads together, "
+    "and W^O) plus one bias vector of length d_model for each.",
+    rtol=0.0,
+    atol=0.5,
+)
+register(
+    "rnn-gradient-bound",
+    _rnn_gradient_bound,
+    "each step back in time multiplies by diag(1 - h^2) W_hh, whose norm is at "
+    "most the norm of W_hh; multiply that bound once per step.",
+    rtol=1e-3,
+)
+register(
+    "lstm-forget-gate",
+    _lstm_forget_gate,
+    "c' = f * c + i * g with f = sigmoid(a_f), i = sigmoid(a_i), g = tanh(a_g); the "
+    "output gate does not enter c'.",
+    rtol=1e-3,
+)
+register(
+    "pe-rotation-angle",
+    _pe_rotation_angle,
+    "pair i turns at frequency omega_i = 1 / 10000^(2i/d); moving k positions turns "
+    "it by the angle k * omega_i (in radians).",
+    rtol=1e-3,
+)
