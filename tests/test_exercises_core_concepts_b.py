@@ -1,0 +1,99 @@
+"""Self-checks of Part II (pretraining, architectures, autoencoders and VAEs).
+
+Every right answer is computed here independently of lmbook and torch (with math,
+NumPy and brute force from the definitions), so a wrong ``expected`` function in
+the module fails.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lmbook import exercises
+
+
+def _simulated_mask_count(seed: int = 0, repeats: int = 400) -> float:
+    """Monte Carlo of BERT's rule on 64 x 128 tokens with 2 special per row."""
+    rng = np.random.default_rng(seed)
+    special = np.zeros((64, 128), dtype=bool)
+    special[:, [0, -1]] = True
+    counts = []
+    for _ in range(repeats):
+        selected = (rng.random(special.shape) < 0.15) & ~special
+        counts.append((selected & (rng.random(special.shape) < 0.8)).sum())
+    return float(np.mean(counts))
+
+
+def _causal_count(T: int) -> int:
+    return sum(1 for t in range(T) for s in range(T) if s <= t)
+
+
+def _kl_diag(mu, sigma) -> float:
+    mu, sigma = np.asarray(mu), np.asarray(sigma)
+    return float(0.5 * np.sum(mu**2 + sigma**2 - 1 - np.log(sigma**2)))
+
+
+REFERENCE = {
+    "pretraining-mask-count": 64 * 126 * 0.15 * 0.8,
+    "pretraining-signal-ratio": 129 / (0.15 * 128),
+    "pretraining-mlm-loss": -(math.log(0.5) + math.log(0.25) + math.log(0.125)) / 3,
+    "architectures-causal-entries": _causal_count(10),
+    "architectures-cross-shape": [2, 8, 7, 12],
+    "architectures-path-length": [47, 1],
+    "confused-vae-kl": _kl_diag([0.5, -1.0], [1.0, 2.0]),
+    "confused-reparam-grad": [0.3 + 2.0 * -0.5, 1.0, 0.5 * 2.0 * -0.5],
+}
+
+WRONG = {
+    "pretraining-mask-count": 64 * 128 * 0.15 * 0.8,  # counted special tokens
+    "pretraining-signal-ratio": 130 / (0.15 * 130),  # ignored shift and specials
+    "pretraining-mlm-loss": -(
+        math.log(0.5) + math.log(0.25) + math.log(0.125) + math.log(0.9)
+    )
+    / 4,  # averaged in the unselected position
+    "architectures-causal-entries": 45,  # forgot the diagonal
+    "architectures-cross-shape": [2, 8, 12, 7],  # queries and keys swapped
+    "architectures-path-length": [47, 47],  # attention is not sequential
+    "confused-vae-kl": _kl_diag([0.5, -1.0], [1.0, 2.0**0.5]),  # sigma as variance
+    "confused-reparam-grad": [0.3 + 4.0 * -0.5, 1.0, 4.0 * -0.5],  # used variance
+}
+
+
+def test_every_exercise_of_the_module_is_tested():
+    mine = {
+        n
+        for n in exercises.names()
+        if n.split("-")[0] in {"pretraining", "architectures", "confused"}
+    }
+    assert mine == set(REFERENCE) == set(WRONG)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_right_answer_is_accepted(name, capsys):
+    assert exercises.check(name, REFERENCE[name])
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(WRONG))
+def test_plausible_wrong_answer_is_rejected_without_revealing(name, capsys):
+    assert not exercises.check(name, WRONG[name])
+    out = capsys.readouterr().out
+    assert "not yet" in out and "Hint:" in out
+    for value in np.ravel(REFERENCE[name]):
+        for text in {f"{value}", f"{value:.2f}", f"{value:.3f}", f"{value:g}"}:
+            if len(text.strip("-0.")) > 1:  # skip values too short to be telling
+                assert text not in out, f"{name}'s message reveals {text}"
+
+
+def test_mask_count_matches_a_simulation_of_the_rule():
+    # the simulated mean of 400 draws is within a few standard errors of the answer
+    expected = exercises._REGISTRY["pretraining-mask-count"].expected()
+    assert abs(_simulated_mask_count() - expected) < 5.0
+
+
+@pytest.mark.parametrize("name", ["architectures-cross-shape", "confused-reparam-grad"])
+def test_wrong_length_is_just_wrong(name):
+    assert not exercises.check(name, REFERENCE[name][:-1], quiet=True)
