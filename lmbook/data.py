@@ -9,11 +9,14 @@ corrupt copy.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +180,89 @@ def train_val_split(text: str, train_fraction: float = 0.9) -> tuple[str, str]:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     n = int(len(text) * train_fraction)
     return text[:n], text[n:]
+
+
+# SST-2 (Socher et al., 2013) as distributed with GLUE (Wang et al., 2019).
+SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
+SST2_LOCAL = "sst2/train.tsv"  # inside $LMBOOK_DATA_DIR: header "label<TAB>sentence"
+SST2_LOCAL_SHA256 = "e981ceb4fe6c9acd1c79851d0d091b9e78103f1f2a399ca83dda27915d41c56c"
+SST2_TRAIN_COUNTS = (67_349, 37_569)  # (rows, positive labels) of GLUE's train split
+
+
+def _parse_sst2(text: str, source: str) -> list[tuple[str, int]]:
+    """Rows of a tab-separated SST-2 file, read by header names, not positions."""
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+    if not {"sentence", "label"} <= set(reader.fieldnames or ()):
+        raise ValueError(
+            f"{source} is not an SST-2 file: expected columns 'sentence' and 'label', "
+            f"got {reader.fieldnames}"
+        )
+    rows = [(r["sentence"].strip(), int(r["label"])) for r in reader]
+    counts = (len(rows), sum(label for _, label in rows))
+    if counts != SST2_TRAIN_COUNTS:
+        raise ChecksumError(
+            f"{source} is not GLUE's SST-2 training split: expected (rows, positives) "
+            f"{SST2_TRAIN_COUNTS}, got {counts}"
+        )
+    return rows
+
+
+def load_sst2(split: str = "train") -> list[tuple[str, int]]:
+    """SST-2's training split as ``(sentence, label)`` pairs; label 1 is positive.
+
+    Looks for ``sst2/train.tsv`` in ``$LMBOOK_DATA_DIR`` (checked by sha256), then
+    in the cache, then downloads GLUE's archive and checks the row and label counts
+    (67,349 rows, 37,569 positive). Only the training split is available offline:
+    hold out a seeded part of it for evaluation.
+    """
+    if split != "train":
+        raise ValueError(
+            f"split={split!r} is not available; expected 'train' (hold out a seeded "
+            "part of it: the offline copy has no validation split)"
+        )
+    data_dir = os.environ.get("LMBOOK_DATA_DIR")
+    if data_dir and (Path(data_dir).expanduser() / SST2_LOCAL).is_file():
+        path = Path(data_dir).expanduser() / SST2_LOCAL
+        actual = sha256_of(path)
+        if actual != SST2_LOCAL_SHA256:
+            raise ChecksumError(
+                f"{path} is not the expected SST-2 copy: sha256 expected "
+                f"{SST2_LOCAL_SHA256}, got {actual}"
+            )
+        return _parse_sst2(path.read_text(encoding="utf-8"), str(path))
+    cached = cache_dir() / SST2_LOCAL
+    if cached.is_file():
+        try:
+            return _parse_sst2(cached.read_text(encoding="utf-8"), str(cached))
+        except (ChecksumError, ValueError):
+            cached.unlink()
+    try:
+        with urllib.request.urlopen(SST2_URL, timeout=60) as r:
+            archive = r.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        where = (
+            f"LMBOOK_DATA_DIR={data_dir!r}" if data_dir else "LMBOOK_DATA_DIR (unset)"
+        )
+        raise DataUnavailableError(
+            f"{SST2_LOCAL} is not in {where} nor in the cache {cache_dir()}, and "
+            f"downloading {SST2_URL} failed ({err}). When offline, set LMBOOK_DATA_DIR "
+            f"to a folder that holds {SST2_LOCAL}."
+        ) from err
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as z:
+            text = z.read("SST-2/train.tsv").decode("utf-8")
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise ChecksumError(
+            f"download of {SST2_URL} is not GLUE's SST-2 archive"
+        ) from err
+    rows = _parse_sst2(text, SST2_URL)
+    body = "label\tsentence\n" + "".join(f"{y}\t{x}\n" for x, y in rows)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".train.", suffix=".part", dir=cached.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body)
+        os.replace(tmp, cached)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return rows

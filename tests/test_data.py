@@ -120,3 +120,71 @@ def test_train_val_split():
         train_val_split("abc", 1.5)
     with pytest.raises(TypeError, match="text must be a str"):
         train_val_split(b"abc")
+
+
+# --- SST-2 -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not (SHARED / data.SST2_LOCAL).exists(), reason="no shared data")
+def test_sst2_from_data_dir(monkeypatch):
+    monkeypatch.setenv("LMBOOK_DATA_DIR", str(SHARED))
+    rows = data.load_sst2()
+    assert len(rows) == 67_349 and sum(y for _, y in rows) == 37_569
+    assert rows[0] == ("hide new secretions from the parental units", 0)
+
+
+def test_sst2_corrupt_local_copy(monkeypatch, tmp_path):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.tsv").write_text("label\tsentence\n1\tgood\n")
+    monkeypatch.setenv("LMBOOK_DATA_DIR", str(tmp_path))
+    with pytest.raises(data.ChecksumError, match=data.SST2_LOCAL_SHA256):
+        data.load_sst2()
+
+
+def _serve_zip(tmp_path, members: dict[str, str]):
+    import zipfile
+
+    root = tmp_path / "www"
+    root.mkdir()
+    with zipfile.ZipFile(root / "SST-2.zip", "w") as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return serve(root)
+
+
+def test_sst2_download_is_checked_cached_and_reused(isolated, monkeypatch):
+    tsv = "sentence\tlabel\na gem \t1\ndull\t0\nfine\t1\n"  # GLUE's column order
+    server, url = _serve_zip(isolated, {"SST-2/train.tsv": tsv})
+    monkeypatch.setattr(data, "SST2_URL", f"{url}/SST-2.zip")
+    monkeypatch.setattr(data, "SST2_TRAIN_COUNTS", (3, 2))
+    try:
+        rows = data.load_sst2()
+    finally:
+        server.shutdown()
+    assert rows == [("a gem", 1), ("dull", 0), ("fine", 1)]
+    cached = isolated / "cache" / "sst2" / "train.tsv"
+    assert cached.read_text().startswith("label\tsentence\n")
+    assert [p.name for p in cached.parent.iterdir()] == ["train.tsv"]
+    assert data.load_sst2() == rows  # from the cache, server gone
+
+
+def test_sst2_download_with_wrong_counts_saves_nothing(isolated, monkeypatch):
+    server, url = _serve_zip(isolated, {"SST-2/train.tsv": "sentence\tlabel\nx\t1\n"})
+    monkeypatch.setattr(data, "SST2_URL", f"{url}/SST-2.zip")
+    try:
+        with pytest.raises(data.ChecksumError, match=r"expected \(rows, positives\)"):
+            data.load_sst2()
+    finally:
+        server.shutdown()
+    assert not (isolated / "cache" / "sst2" / "train.tsv").exists()
+
+
+def test_sst2_offline_says_what_to_set(isolated, monkeypatch):
+    monkeypatch.setattr(data, "SST2_URL", "http://127.0.0.1:9/SST-2.zip")
+    with pytest.raises(data.DataUnavailableError, match="set LMBOOK_DATA_DIR"):
+        data.load_sst2()
+
+
+def test_sst2_unknown_split():
+    with pytest.raises(ValueError, match=r"split='validation' is not available"):
+        data.load_sst2("validation")
