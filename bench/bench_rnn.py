@@ -11,43 +11,16 @@ Usage: python bench/bench_rnn.py [--device cpu|cuda] [--quick] [--cell lstm|gru|
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timing import measure  # bench/timing.py (scripts run from bench/)
 
 from lmbook import get_device
 from lmbook.rnn import RNNLM
 
 TORCH_LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-def measure(fns: dict, reps: int, device: torch.device) -> tuple[dict, dict]:
-    """Median wall-clock and CPU seconds per call of each fn.
-
-    The fns run in rotating order each rep, so load from other processes falls on
-    all of them alike; CPU time (this process, all threads) is the steadier figure
-    on a busy CPU, wall-clock the one that counts on an otherwise idle machine.
-    """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for fn in fns.values():  # warm up
-        for _ in range(2):
-            fn()
-    wall = {name: [] for name in fns}
-    cpu = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(reps):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            sync()
-            t0, c0 = time.perf_counter(), time.process_time()
-            fns[name]()
-            sync()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = statistics.median
-    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
 
 
 class Bare(nn.Module):

@@ -1,12 +1,49 @@
 """lmbook: the companion package of the lmbook textbook on large language models.
 
 Every chapter imports its models, tokenizers, data loaders, trainer and views from
-here, so that the code shown in the book is the code that is tested.
+here, so that the code shown in the book is the code that is tested. The names
+below are the stable public API; `lmbook.viz`, `lmbook.pretrained`,
+`lmbook.widgets` and `lmbook.exercises` are imported on demand (they pull in
+matplotlib, transformers or ipywidgets).
 """
 
-from lmbook.data import load_text, train_val_split
+from lmbook.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    scaled_dot_product_attention,
+)
+from lmbook.batching import TokenBatchSampler
+from lmbook.data import load_sst2, load_text, train_val_split
+from lmbook.gpt import GPT, GPTConfig
+from lmbook.rnn import GRU, LSTM, RNN, RNNLM, GRUCell, LSTMCell, RNNCell
+from lmbook.tokenizers import BPETokenizer, CharTokenizer
+from lmbook.train import TrainConfig, Trainer
 from lmbook.utils import get_device, set_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["get_device", "load_text", "set_seed", "train_val_split", "__version__"]
+__all__ = [
+    "BPETokenizer",
+    "CharTokenizer",
+    "GPT",
+    "GPTConfig",
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "MultiHeadAttention",
+    "RNN",
+    "RNNCell",
+    "RNNLM",
+    "TokenBatchSampler",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "causal_mask",
+    "get_device",
+    "load_sst2",
+    "load_text",
+    "scaled_dot_product_attention",
+    "set_seed",
+    "train_val_split",
+]
