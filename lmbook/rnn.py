@@ -417,5 +417,6 @@ class RNNLM(nn.Module):
         logits = self.lm_head(self.drop(out))  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1))
+            flat = logits.view(-1, self.vocab_size)  # (B*T, V)
+            loss = F.cross_entropy(flat, targets.reshape(-1))
         return logits, loss
