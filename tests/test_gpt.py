@@ -1,0 +1,597 @@
+"""Tests for lmbook.gpt and lmbook.gpt_hf, checked against Hugging Face's GPT-2."""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from lmbook.gpt import GPT, GPTConfig, sample_logits
+
+transformers = pytest.importorskip("transformers")
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+V, L = 101, 32  # vocab_size and block_size of the tiny test models
+SHAPES = [(2, 32), (4, 64)]  # (n_head, n_embd)
+
+
+def hf_config(n_head=2, n_embd=32, **kw):
+    kw = dict(
+        vocab_size=V,
+        n_positions=L,
+        n_embd=n_embd,
+        n_layer=2,
+        n_head=n_head,
+        bos_token_id=None,
+        eos_token_id=None,
+        attn_implementation="eager",
+        **kw,
+    )
+    return GPT2Config(**kw)
+
+
+def randomize_(module, seed, std=0.3):
+    """Give every parameter (biases and LayerNorms too) random non-trivial values."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * std
+            p.copy_(noise + 1.0 if "ln" in name and name.endswith("weight") else noise)
+    return module
+
+
+def make_hf(seed=0, n_head=2, n_embd=32):
+    torch.manual_seed(seed)
+    return randomize_(GPT2LMHeadModel(hf_config(n_head, n_embd)), seed).eval()
+
+
+def make_gpt(seed=0, n_head=2, n_embd=32, std=0.3, **kw):
+    torch.manual_seed(seed)
+    config = GPTConfig(V, L, n_layer=2, n_head=n_head, n_embd=n_embd, **kw)
+    return randomize_(GPT(config), seed, std).eval()
+
+
+def tokens(seed, B, T):
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- equivalence
+@pytest.mark.parametrize("n_head,n_embd", SHAPES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_from_hf_matches_hf_logits_and_loss(seed, n_head, n_embd):
+    hf = make_hf(seed, n_head, n_embd)
+    gpt = GPT.from_hf(hf)
+    idx = tokens(seed, 3, 17)
+    labels = idx.clone()
+    labels[0, 5] = labels[2, 9] = -100  # ignored positions
+    with torch.no_grad():
+        ref = hf(idx, labels=labels)
+        logits, _ = gpt(idx)
+        _, loss = gpt(idx[:, :-1], targets=labels[:, 1:])  # HF shifts; we do not
+    torch.testing.assert_close(logits, ref.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, ref.loss, atol=1e-5, rtol=1e-5)
+    assert gpt.lm_head.weight is gpt.transformer.wte.weight
+
+
+@pytest.mark.parametrize("n_head,n_embd", SHAPES)
+def test_to_hf_matches_lmbook(n_head, n_embd):
+    gpt = make_gpt(3, n_head, n_embd)
+    hf = gpt.to_hf(attn_implementation="eager")
+    assert isinstance(hf, GPT2LMHeadModel) and not hf.training
+    idx = tokens(3, 2, L)
+    with torch.no_grad():
+        torch.testing.assert_close(gpt(idx)[0], hf(idx).logits, atol=1e-5, rtol=1e-5)
+        back = GPT.from_hf(hf)
+        torch.testing.assert_close(back(idx)[0], gpt(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_to_hf_without_bias_uses_zero_biases():
+    gpt = make_gpt(4, bias=False)
+    assert all("bias" not in name for name, _ in gpt.named_parameters())
+    idx = tokens(4, 2, 9)
+    with torch.no_grad():
+        ref = gpt.to_hf(attn_implementation="eager")(idx).logits
+        torch.testing.assert_close(gpt(idx)[0], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_loss_is_mean_cross_entropy_over_kept_positions():
+    gpt = make_gpt(5)
+    idx, targets = tokens(5, 2, 12), tokens(6, 2, 12)
+    targets[1, :4] = -100
+    logits, loss = gpt(idx, targets)
+    keep = targets != -100
+    logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0)[..., None])
+    torch.testing.assert_close(loss, -logp[..., 0][keep].mean())
+
+
+@pytest.mark.parametrize("n_head,n_embd", SHAPES)
+def test_attention_maps_match_hf(n_head, n_embd):
+    hf = make_hf(7, n_head, n_embd)
+    gpt = GPT.from_hf(hf).train()  # maps are computed without dropout anyway
+    idx = tokens(7, 2, 13)
+    maps = gpt.attention_maps(idx)
+    assert gpt.training  # mode restored
+    with torch.no_grad():
+        ref = hf(idx, output_attentions=True).attentions
+    assert len(maps) == len(ref) == 2
+    for ours, theirs in zip(maps, ref, strict=True):
+        assert ours.shape == (2, n_head, 13, 13)
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=15, deadline=None, database=None)
+@given(seed=st.integers(0, 2**16), T=st.integers(1, L))
+def test_attention_maps_are_causal_distributions(seed, T):
+    maps = make_gpt(seed % 3).attention_maps(tokens(seed, 1, T))
+    for att in maps:
+        torch.testing.assert_close(att.sum(-1), torch.ones(1, 2, T))
+        assert (att.triu(diagonal=1) == 0).all()
+
+
+def test_gpt2_presets_match_hf_parameter_counts():
+    for name in ("gpt2", "gpt2-medium"):
+        config = GPTConfig.from_preset(name)
+        with torch.device("meta"):
+            gpt = GPT(config)
+            hf = GPT2LMHeadModel(
+                GPT2Config(
+                    n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd
+                )
+            )
+        total = sum(p.numel() for p in hf.parameters())
+        assert gpt.num_parameters(non_embedding=False) == total
+        emb = config.vocab_size * config.n_embd + config.block_size * config.n_embd
+        assert gpt.num_parameters() == total - emb
+    assert GPTConfig.from_preset("gpt2").n_layer == 12
+
+
+def test_gpt2_initialisation_statistics():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=4, n_head=4, n_embd=256))
+    resid_std = 0.02 / math.sqrt(2 * 4)  # scaled residual projections
+    for name, p in gpt.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert abs(p.std().item() - resid_std) < 0.05 * resid_std, name
+        elif name.endswith("weight") and p.dim() == 2:
+            assert abs(p.std().item() - 0.02) < 0.05 * 0.02, name
+        elif "ln" in name:
+            assert torch.equal(
+                p,
+                torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p),
+            ), name
+        else:
+            assert name.endswith("bias") and (p == 0).all(), name
+
+
+def test_to_hf_default_attention_matches():
+    gpt = make_gpt(20)
+    idx = tokens(20, 2, 16)
+    with torch.no_grad():
+        ref = gpt.to_hf()(idx).logits  # transformers' default attention (sdpa)
+        torch.testing.assert_close(gpt(idx)[0], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_small_presets_need_and_take_vocab_and_block():
+    config = GPTConfig.from_preset("gpt-nano", vocab_size=65, block_size=128)
+    assert (config.n_layer, config.n_head, config.n_embd) == (3, 3, 48)
+    assert (config.vocab_size, config.block_size) == (65, 128)
+
+
+# --------------------------------------------------------------- checkpoints
+def test_save_pretrained_loads_in_transformers_without_warnings(tmp_path):
+    gpt = make_gpt(8, 4, 64)
+    gpt.save_pretrained(tmp_path / "ckpt")
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["config.json", "model.safetensors"]
+    hf, info = GPT2LMHeadModel.from_pretrained(
+        tmp_path / "ckpt", attn_implementation="eager", output_loading_info=True
+    )
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys"))
+    assert not info["mismatched_keys"]
+    idx = tokens(8, 2, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, gpt(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_from_pretrained_round_trips(tmp_path):
+    gpt = make_gpt(9)
+    gpt.save_pretrained(tmp_path)
+    gpt.save_pretrained(tmp_path)  # overwriting an existing checkpoint works
+    loaded = GPT.from_pretrained(tmp_path)
+    assert loaded.config == gpt.config and not loaded.training
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    for (name, a), (_, b) in zip(
+        loaded.state_dict().items(), gpt.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_from_pretrained_reads_transformers_checkpoints(tmp_path):
+    hf = make_hf(10)
+    hf.save_pretrained(tmp_path / "hf")
+    idx = tokens(10, 2, 11)
+    with torch.no_grad():
+        ref = hf(idx).logits
+        got = GPT.from_pretrained(str(tmp_path / "hf"))(idx)[0]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    # the layout of OpenAI's hub files: no "transformer." prefix, mask buffers
+    sd = load_file(tmp_path / "hf" / "model.safetensors")
+    old = {k.removeprefix("transformer."): v for k, v in sd.items()}
+    old["h.0.attn.bias"] = torch.ones(1, 1, L, L).tril()
+    os.makedirs(tmp_path / "old")
+    save_file(old, tmp_path / "old" / "model.safetensors")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(hf.config.to_dict()))
+    with torch.no_grad():
+        got = GPT.from_pretrained(tmp_path / "old")(idx)[0]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_from_pretrained_reads_sharded_checkpoints(tmp_path):
+    gpt = make_gpt(19)
+    gpt.save_pretrained(tmp_path)
+    sd = load_file(tmp_path / "model.safetensors")
+    os.remove(tmp_path / "model.safetensors")
+    names = sorted(sd)
+    shards = {
+        "model-00001-of-00002.safetensors": names[:10],
+        "model-00002-of-00002.safetensors": names[10:],
+    }
+    for file, keys in shards.items():
+        save_file({k: sd[k] for k in keys}, tmp_path / file)
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    index = {"metadata": {}, "weight_map": weight_map}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    idx = tokens(19, 2, 9)
+    with torch.no_grad():
+        got = GPT.from_pretrained(tmp_path)(idx)[0]
+        torch.testing.assert_close(got, gpt(idx)[0], atol=0, rtol=0)
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    make_gpt(11).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_from_pretrained_rejects_corrupt_safetensors(ckpt):
+    data = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model\.safetensors is not a readable"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_wrong_shape(ckpt):
+    sd = load_file(ckpt / "model.safetensors")
+    sd["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(32, 100)
+    save_file(sd, ckpt / "model.safetensors")
+    with pytest.raises(ValueError, match=r"h\.1\.mlp\.c_fc\.weight has shape \(32, 1"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_missing_key(ckpt):
+    sd = load_file(ckpt / "model.safetensors")
+    del sd["transformer.ln_f.bias"]
+    save_file(sd, ckpt / "model.safetensors")
+    with pytest.raises(ValueError, match=r"missing weight\(s\) \['ln_f\.bias'\]"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_unexpected_key(ckpt):
+    sd = load_file(ckpt / "model.safetensors")
+    sd["transformer.h.2.ln_1.weight"] = torch.ones(32)
+    save_file(sd, ckpt / "model.safetensors")
+    with pytest.raises(ValueError, match=r"unexpected weight\(s\) \['h\.2\.ln_1"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_missing_config(ckpt):
+    os.remove(ckpt / "config.json")
+    with pytest.raises(ValueError, match=r"config\.json not found"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_invalid_config_json(ckpt):
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_rejects_unsupported_config(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["activation_function"] = "relu"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"config\.json: activation_function='relu'"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_refuses_pickles(ckpt):
+    os.replace(ckpt / "model.safetensors", ckpt / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="safetensors only"):
+        GPT.from_pretrained(ckpt)
+
+
+def test_from_pretrained_offline_hub_name_explains(monkeypatch):
+    hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="could not download .*pass their directory"):
+        GPT.from_pretrained("lmbook-tests/no-such-model")
+
+
+def test_from_pretrained_rejects_file_path(ckpt):
+    with pytest.raises(ValueError, match="is not a directory"):
+        GPT.from_pretrained(ckpt / "config.json")
+
+
+def test_save_pretrained_rejects_file_path(ckpt):
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        make_gpt().save_pretrained(ckpt / "config.json")
+
+
+# ---------------------------------------------------------------- generation
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("T,new", [(1, 20), (7, 25), (30, 12), (40, 8)])
+def test_cached_and_uncached_greedy_agree(seed, T, new):
+    gpt = make_gpt(seed, std=0.15)
+    idx = tokens(seed, 2, T)  # T=30 and T=40 run past block_size=32
+    cached = gpt.generate(idx, new, temperature=0)
+    uncached = gpt.generate(idx, new, temperature=0, use_cache=False)
+    assert cached.shape == (2, T + new)
+    assert torch.equal(cached[:, :T], idx)
+    assert torch.equal(cached, uncached)
+
+
+def test_greedy_is_argmax_of_cropped_context():
+    """Past block_size the next token depends on the last block_size tokens only."""
+    gpt = make_gpt(12, std=0.15)
+    out = gpt.generate(tokens(12, 1, 28), 10, temperature=0)
+    for t in range(28, 38):
+        logits, _ = gpt(out[:, max(0, t - L) : t])
+        assert out[0, t] == logits[0, -1].argmax()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_matches_hf_generate(seed):
+    hf = make_hf(seed, 4, 64)
+    idx = tokens(seed, 2, 5)
+    ref = hf.generate(idx, max_new_tokens=20, do_sample=False, pad_token_id=0)
+    assert torch.equal(GPT.from_hf(hf).generate(idx, 20, temperature=0), ref)
+
+
+def allowed_tokens(logits, top_k=None, top_p=None):
+    """Reference filter, written independently: a set of token ids per row."""
+    sets = []
+    for row in logits.tolist():
+        order = sorted(range(len(row)), key=lambda i: -row[i])
+        keep = order
+        if top_k is not None:
+            kth = row[order[min(top_k, len(row)) - 1]]
+            keep = [i for i in order if row[i] >= kth]
+        if top_p is not None:
+            z = [math.exp(row[i] - row[order[0]]) for i in keep]
+            total, mass, cut = sum(z), 0.0, []
+            for i, zi in zip(keep, z, strict=True):
+                cut.append(i)
+                mass += zi / total
+                if mass >= top_p:
+                    break
+            keep = cut
+        sets.append(set(keep))
+    return sets
+
+
+@pytest.mark.parametrize("top_k,top_p", [(5, None), (None, 0.6), (12, 0.5), (1, None)])
+def test_generate_samples_only_allowed_tokens(top_k, top_p):
+    gpt = make_gpt(13)
+    prompt = tokens(13, 1, 6)
+    with torch.no_grad():
+        logits = gpt(prompt)[0][0, -1:] / 0.8  # (1, V)
+    (allowed,) = allowed_tokens(logits, top_k, top_p)
+    n = 3000
+    gen = torch.Generator().manual_seed(0)
+    draws = gpt.generate(
+        prompt.expand(n, -1),
+        1,
+        temperature=0.8,
+        top_k=top_k,
+        top_p=top_p,
+        generator=gen,
+    )[:, -1]
+    drawn = set(draws.tolist())
+    assert drawn <= allowed
+    # frequencies follow the renormalised distribution over the allowed set
+    mask = torch.full((V,), float("-inf"))
+    mask[list(allowed)] = 0.0
+    probs = torch.softmax(logits[0] + mask, -1)
+    freq = torch.bincount(draws, minlength=V) / n
+    assert (freq - probs).abs().max() < 0.04
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(
+    seed=st.integers(0, 2**16),
+    top_k=st.one_of(st.none(), st.integers(1, 30)),
+    top_p=st.one_of(st.none(), st.floats(0.01, 1.0)),
+    scale=st.floats(0.1, 10.0),
+)
+def test_sample_logits_stays_in_allowed_set(seed, top_k, top_p, scale):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(4, 20, generator=gen) * scale
+    allowed = allowed_tokens(logits, top_k, top_p)
+    for _ in range(10):
+        ids = sample_logits(logits, 1.0, top_k, top_p, generator=gen)
+        assert all(i in s for i, s in zip(ids.tolist(), allowed, strict=True))
+    assert torch.equal(sample_logits(logits, 0.0), logits.argmax(-1))
+
+
+def test_tiny_temperature_approaches_greedy():
+    logits = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
+    for t in (1e-8, 1e-30):  # no overflow to inf / NaN
+        assert torch.equal(sample_logits(logits, t), logits.argmax(-1))
+
+
+def test_seeded_generation_is_reproducible():
+    gpt = make_gpt(14)
+    idx = tokens(14, 2, 3)
+
+    def run(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return gpt.generate(idx, 30, top_k=50, generator=gen)
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+    torch.manual_seed(0)
+    a = gpt.generate(idx, 30, use_cache=False)
+    torch.manual_seed(0)
+    assert torch.equal(a, gpt.generate(idx, 30))  # global RNG; cache or not
+
+
+def test_generate_turns_dropout_off_and_restores_mode():
+    gpt = make_gpt(15, dropout=0.5).train()
+    idx = tokens(15, 1, 4)
+    a = gpt.generate(idx, 10, temperature=0)
+    assert gpt.training
+    assert torch.equal(a, gpt.eval().generate(idx, 10, temperature=0))
+    assert gpt.generate(idx, 0).shape == (1, 4)
+    assert not a.is_inference()  # usable as training data
+    gpt(a[:, :-1], a[:, 1:])[1].backward()
+
+
+def test_training_steps_reduce_loss():
+    gpt = make_gpt(16, std=0.05).train()
+    idx = tokens(16, 4, L + 1)
+    opt = torch.optim.AdamW(gpt.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        _, loss = gpt(idx[:, :-1], idx[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert gpt.lm_head.weight is gpt.transformer.wte.weight
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(n_embd=30, n_head=4), ValueError, "n_embd must be divisible by n_head"),
+        (dict(vocab_size=0), ValueError, r"vocab_size must be in \[1"),
+        (dict(n_layer=2.0), TypeError, "n_layer must be int, got float"),
+        (dict(block_size=True), TypeError, "block_size must be int, got bool"),
+        (dict(dropout=1.0), ValueError, r"dropout must be in \[0.0, 1.0\), got 1.0"),
+        (dict(dropout="0.1"), TypeError, "dropout must be float, got str"),
+        (dict(bias=1), TypeError, "bias must be a bool, got int"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, error, match):
+    base = dict(vocab_size=V, block_size=L, n_layer=2, n_head=2, n_embd=32)
+    with pytest.raises(error, match=match):
+        GPTConfig(**{**base, **kwargs})
+
+
+def test_from_preset_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown preset 'gpt3'; known presets: gpt2,"):
+        GPTConfig.from_preset("gpt3")
+
+
+def test_from_preset_needs_vocab_for_small_shapes():
+    with pytest.raises(ValueError, match="'gpt-micro' needs vocab_size and block_size"):
+        GPTConfig.from_preset("gpt-micro")
+
+
+def test_gpt_rejects_non_config():
+    with pytest.raises(TypeError, match="config must be a GPTConfig, got dict"):
+        GPT(dict(vocab_size=V))
+
+
+@pytest.mark.parametrize(
+    "idx,error,match",
+    [
+        (torch.zeros(2, 3), TypeError, "idx must hold token ids as torch.int64"),
+        (torch.zeros(5, dtype=torch.long), ValueError, r"shape \(B, T\).*got \(5,\)"),
+        (torch.zeros(2, 0, dtype=torch.long), ValueError, r"T >= 1, got \(2, 0\)"),
+        (torch.full((1, 3), V), ValueError, r"outside \[0, vocab_size=101\).*max 101"),
+        (torch.full((1, 3), -1), ValueError, r"outside \[0, vocab_size=101\).*min -1"),
+        (torch.zeros(1, L + 1, dtype=torch.long), ValueError, "T=33.*block_size is 32"),
+        ([[1, 2]], TypeError, "idx must be a torch.Tensor, got list"),
+    ],
+)
+def test_forward_rejects_bad_idx(idx, error, match):
+    with pytest.raises(error, match=match):
+        make_gpt()(idx)
+
+
+@pytest.mark.parametrize(
+    "targets,error,match",
+    [
+        (torch.zeros(2, 4, dtype=torch.long), ValueError, r"shape of idx \(2, 5\)"),
+        (torch.full((2, 5), V), ValueError, r"targets .*vocab_size=101\) or -100"),
+        (torch.zeros(2, 5), TypeError, "targets must hold token ids as torch.int64"),
+    ],
+)
+def test_forward_rejects_bad_targets(targets, error, match):
+    with pytest.raises(error, match=match):
+        make_gpt()(tokens(0, 2, 5), targets)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(max_new_tokens=-1), ValueError, r"max_new_tokens must be in \[0"),
+        (dict(max_new_tokens=2.5), TypeError, "max_new_tokens must be int"),
+        (dict(temperature=-0.5), ValueError, r"temperature must be in \[0.0, inf\)"),
+        (dict(temperature=float("nan")), ValueError, "temperature must be in"),
+        (dict(top_k=0), ValueError, r"top_k must be in \[1, inf\), got 0"),
+        (dict(top_p=0.0), ValueError, r"top_p must be in \(0.0, 1.0\], got 0.0"),
+        (dict(top_p=1.5), ValueError, r"top_p must be in \(0.0, 1.0\], got 1.5"),
+        (dict(generator=0), TypeError, "generator must be a torch.Generator"),
+    ],
+)
+def test_generate_rejects_bad_arguments(kwargs, error, match):
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(error, match=match):
+        make_gpt().generate(tokens(0, 1, 3), **kwargs)
+
+
+def test_generate_rejects_bad_idx():
+    with pytest.raises(ValueError, match=r"idx must have shape \(B, T\)"):
+        make_gpt().generate(torch.zeros(3, dtype=torch.long), 3)
+
+
+def test_sample_logits_rejects_bad_logits():
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
+        sample_logits(torch.zeros(3))
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        sample_logits(torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_from_hf_rejects_other_types():
+    with pytest.raises(TypeError, match="transformers.GPT2LMHeadModel, got GPT"):
+        GPT.from_hf(make_gpt())
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(activation_function="relu"), "activation_function='relu'"),
+        (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
+        (dict(n_inner=48), "n_inner=48"),
+        (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
+        (dict(attn_pdrop=0.0), "one dropout rate"),
+    ],
+)
+def test_from_hf_rejects_unsupported_configs(kw, match):
+    hf = GPT2LMHeadModel(hf_config(**kw))
+    with pytest.raises(ValueError, match=match):
+        GPT.from_hf(hf)
+
+
+def test_save_and_load_reject_bad_path_types():
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        make_gpt().save_pretrained(3)
+    with pytest.raises(TypeError, match="name_or_path must be a str or os.PathLike"):
+        GPT.from_pretrained(None)
