@@ -71,6 +71,8 @@ class GPTConfig:
         both: ``from_preset("gpt-nano", vocab_size=65, block_size=128)``. Any
         other field (e.g. ``dropout``) may be overridden too.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {_tname(name)}")
         if name not in _PRESETS:
             raise ValueError(
                 f"unknown preset {name!r}; known presets: {', '.join(_PRESETS)}"

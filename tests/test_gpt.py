@@ -498,6 +498,11 @@ def test_from_preset_rejects_unknown_name():
         GPTConfig.from_preset("gpt3")
 
 
+def test_from_preset_rejects_non_string_name():
+    with pytest.raises(TypeError, match="name must be a str, got list"):
+        GPTConfig.from_preset(["gpt2"])
+
+
 def test_from_preset_needs_vocab_for_small_shapes():
     with pytest.raises(ValueError, match="'gpt-micro' needs vocab_size and block_size"):
         GPTConfig.from_preset("gpt-micro")

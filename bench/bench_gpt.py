@@ -1,0 +1,212 @@
+"""Benchmark lmbook.gpt against Hugging Face's GPT2LMHeadModel, side by side.
+
+Measures, in one process with the same weights for both models:
+  1. a training step (forward, backward, AdamW) on nanoGPT's CPU recipe shape,
+     lmbook / HF time, and its MFU against a measured fp32 matmul ceiling;
+  2. the KV-cache speedup of greedy generation at the gpt2 (124M) shape;
+  3. lmbook / HF cached generation speed, and the fraction of the memory-bandwidth
+     bound (weight bytes read per token / measured read bandwidth) it reaches.
+
+Usage: python bench/bench_gpt.py [--quick] [--device cpu] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from lmbook import get_device
+from lmbook.gpt import GPT, GPTConfig
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeats, warmup=1):
+    """Median seconds of fn() over repeats, after warmup calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def paired(ours, theirs, device, repeats, warmup=3):
+    """Time ours() and theirs() alternately, call by call.
+
+    Returns (median seconds of ours, of theirs, median of the per-pair ratios).
+    Alternating keeps both exposed to the same machine load (other processes on
+    a shared machine), so the ratio stays meaningful when absolute times drift.
+    """
+    for _ in range(warmup):
+        ours(), theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        t_ours.append(timed(ours, device, 1, warmup=0))
+        t_theirs.append(timed(theirs, device, 1, warmup=0))
+    ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs, strict=True))
+    return statistics.median(t_ours), statistics.median(t_theirs), ratio
+
+
+def matmul_flops(device, n=2048, repeats=5):
+    """Measured fp32 FLOP/s of an n x n matmul: the compute ceiling for MFU."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / timed(lambda: a @ b, device, repeats, warmup=2)
+
+
+def read_bandwidth(device, gib=1.0, repeats=5):
+    """Measured memory read bandwidth (bytes/s): summing a large fp32 tensor."""
+    x = torch.ones(int(gib * 2**30) // 4, device=device)
+    return x.numel() * 4 / timed(lambda: x.sum(), device, repeats, warmup=2)
+
+
+def bench_train(device, steps):
+    """nanoGPT's CPU recipe: 4 layers, 4 heads, 128 dims, block 64, batch 12."""
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    torch.manual_seed(0)
+    gpt = GPT(config).to(device).train()
+    hf = gpt.to_hf(attn_implementation="sdpa").train()
+    x = torch.randint(0, 65, (12, 65), device=device)
+    idx, targets = x[:, :-1], x[:, 1:]
+
+    def make_step(model, is_hf):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            if is_hf:
+                loss = model(idx, labels=idx).loss  # HF shifts the labels itself
+            else:
+                loss = model(idx, targets)[1]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    ours, theirs = make_step(gpt, False), make_step(hf, True)
+    t_ours, t_hf, ratio = paired(ours, theirs, device, steps)
+    C, n_layer, T = config.n_embd, config.n_layer, config.block_size
+    n = gpt.num_parameters() + config.vocab_size * C  # lm_head matmul counts
+    flops = (6 * n + 12 * n_layer * T * C) * idx.numel()  # PaLM, appendix B
+    return t_ours, t_hf, ratio, flops
+
+
+def bench_generate(device, repeats, new_tokens):
+    """gpt2 (124M) shape with random weights: 4-token prompt, greedy decoding."""
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig.from_preset("gpt2")).to(device).eval()
+    hf = gpt.to_hf(attn_implementation="sdpa").eval()
+    prompt = torch.randint(0, 50257, (1, 4), device=device)
+    out = {}
+
+    def ours():
+        out["ours"] = gpt.generate(prompt, new_tokens, temperature=0)
+
+    def theirs():
+        out["hf"] = hf.generate(
+            prompt,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+
+    def no_cache():
+        out["nc"] = gpt.generate(prompt, new_tokens, temperature=0, use_cache=False)
+
+    t_ours, t_hf, ratio = paired(ours, theirs, device, repeats, warmup=1)
+    # uncached is slow: fewer pairs, each run next to a cached one
+    _, t_nc, inv_speedup = paired(ours, no_cache, device, max(1, repeats // 2), 0)
+    weight_bytes = sum(  # read once per token: every matrix, wte as lm_head only
+        p.numel() * p.element_size()
+        for n, p in gpt.named_parameters()
+        if n != "transformer.wpe.weight"
+    )
+    return dict(
+        tps=new_tokens / t_ours,
+        tps_hf=new_tokens / t_hf,
+        tps_nc=new_tokens / t_nc,
+        speedup=1 / inv_speedup,
+        ratio=1 / ratio,  # tokens/s of lmbook / tokens/s of HF
+        same_hf=torch.equal(out["ours"], out["hf"]),
+        same_nc=torch.equal(out["ours"], out["nc"]),
+        weight_bytes=weight_bytes,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="default: lmbook.get_device()")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    repeats = 3 if args.quick else 5
+    new_tokens = args.new_tokens or (50 if args.quick else 200)
+    print(
+        f"device {device}, torch {torch.__version__}, threads {args.threads}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+
+    peak = matmul_flops(device)
+    bw = read_bandwidth(device)
+    print(
+        f"fp32 matmul ceiling {peak / 1e9:.1f} GFLOP/s, read bandwidth "
+        f"{bw / 1e9:.1f} GB/s"
+    )
+
+    t_ours, t_hf, ratio, flops = bench_train(device, 20 if args.quick else 100)
+    print("\n[train step] 4L/4H/128, block 64, batch 12, vocab 65, AdamW")
+    print(f"  lmbook {t_ours * 1e3:.2f} ms/step, HF sdpa {t_hf * 1e3:.2f} ms/step")
+    print(f"  ratio lmbook / HF = {ratio:.3f}   (goal <= 0.8; median of paired ratios)")
+    print(
+        f"  MFU lmbook {flops / t_ours / peak:.1%}, HF {flops / t_hf / peak:.1%} "
+        f"({flops / 1e9:.2f} GFLOP/step)"
+    )
+
+    r = bench_generate(device, repeats, new_tokens)
+    tps, tps_hf = r["tps"], r["tps_hf"]
+    print(
+        f"\n[generate] gpt2 shape (random weights), prompt 4, {new_tokens} new, "
+        f"greedy, float32"
+    )
+    print(
+        f"  lmbook cached {tps:.1f} tok/s, uncached {r['tps_nc']:.1f} tok/s, "
+        f"HF generate {tps_hf:.1f} tok/s"
+    )
+    print(
+        f"  KV-cache speedup = {r['speedup']:.2f}x   (goal >= 5 at 200 new tokens)"
+        f"   cached == uncached tokens: {r['same_nc']}"
+    )
+    print(
+        f"  ratio lmbook / HF tokens/s = {r['ratio']:.3f}   (goal >= 1.0)"
+        f"   same tokens as HF: {r['same_hf']}"
+    )
+    nbytes = r["weight_bytes"]
+    bound = bw / nbytes
+    print(
+        f"  bandwidth bound: {nbytes / 1e6:.0f} MB of weights per token / "
+        f"{bw / 1e9:.1f} GB/s = {bound:.1f} tok/s; lmbook reaches {tps / bound:.0%},"
+        f" HF {tps_hf / bound:.0%}"
+    )
+    print(
+        f"\nload average at the end {os.getloadavg()[0]:.2f} (other processes "
+        f"skew absolute times; ratios are timed call by call, side by side)"
+    )
+
+
+if __name__ == "__main__":
+    main()
