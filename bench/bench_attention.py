@@ -15,7 +15,7 @@ import argparse
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timing import measure  # bench/timing.py (scripts run from bench/)
+from timing import measure, report  # bench/timing.py (scripts run from bench/)
 
 from lmbook import get_device
 from lmbook.attention import MultiHeadAttention
@@ -82,15 +82,8 @@ def main() -> None:
             fns = {name: step(fn, x, grad) for name, fn in calls.items()}
             wall, cpu = measure(fns, reps, device)
             mode = "fwd+bwd" if grad else "fwd"
-            for clock, t in (("wall", wall), ("cpu", cpu)):
-                if clock == "cpu" and device.type != "cpu":
-                    continue  # CPU time says nothing about GPU kernels
-                ms = " ".join(f"{k}={v * 1e3:.1f}" for k, v in t.items())
-                print(
-                    f"causal={causal!s:5} {mode:7} {clock:4} {ms} (ms) | "
-                    f"fast/minimal={t['fast'] / t['minimal']:.3f} "
-                    f"weights/fast={t['weights'] / t['fast']:.2f}"
-                )
+            ratios = [("fast", "minimal"), ("weights", "fast")]
+            report(f"causal={causal!s:5} {mode:7}", wall, cpu, device, ratios)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timing import measure  # bench/timing.py (scripts run from bench/)
+from timing import measure, report  # bench/timing.py (scripts run from bench/)
 
 from lmbook import get_device
 from lmbook.rnn import RNNLM
@@ -81,14 +81,7 @@ def main() -> None:
         fns = {name: step(m, idx, targets, grad) for name, m in models.items()}
         wall, cpu = measure(fns, reps, device)
         mode = "fwd+bwd" if grad else "fwd"
-        for clock, t in (("wall", wall), ("cpu", cpu)):
-            if clock == "cpu" and device.type != "cpu":
-                continue  # CPU time says nothing about GPU kernels
-            ms = " ".join(f"{k}={v * 1e3:.1f}" for k, v in t.items())
-            print(
-                f"{mode:7} {clock:4} {ms} (ms) | fast/bare={t['fast'] / t['bare']:.3f} "
-                f"slow/fast={t['slow'] / t['fast']:.2f}"
-            )
+        report(f"{mode:7}", wall, cpu, device, [("fast", "bare"), ("slow", "fast")])
 
 
 if __name__ == "__main__":

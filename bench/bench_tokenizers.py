@@ -16,59 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections import Counter
+import sys
+from pathlib import Path
 
 os.environ.setdefault("RAYON_NUM_THREADS", "2")  # before `tokenizers` starts its pool
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_bpe
 
 import torch  # noqa: E402
+from timing import measure  # noqa: E402  (bench/timing.py)
 
 from lmbook import get_device, load_text  # noqa: E402
 from lmbook.batching import TokenBatchSampler  # noqa: E402
 from lmbook.tokenizers import BPETokenizer  # noqa: E402
-
-
-def measure(fns: dict, reps: int) -> dict:
-    """Median seconds per call of each fn, the fns run in rotating order each rep."""
-    for fn in fns.values():  # warm up
-        fn()
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(reps):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def naive_train(chunks: list[str], n_merges: int) -> list[tuple[int, int]]:
-    """Recount all pairs before every merge; same tie-break as lmbook (smallest)."""
-    words = Counter(tuple(c.encode("utf-8")) for c in chunks)
-    merges = []
-    for k in range(n_merges):
-        counts = Counter()
-        for w, n in words.items():
-            for pair in zip(w, w[1:], strict=False):
-                counts[pair] += n
-        if not counts:
-            break
-        best = min(counts, key=lambda p: (-counts[p], p))
-        merges.append(best)
-        new_words = Counter()
-        for w, n in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if w[i : i + 2] == best:
-                    out.append(256 + k)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new_words[tuple(out)] += n
-        words = new_words
-    return merges
+from tests.reference_bpe import naive_bpe  # noqa: E402
 
 
 def hf_tokenizer(tok: BPETokenizer):
@@ -124,11 +84,13 @@ def main() -> None:
         t = measure(
             {
                 "ours": lambda: tok.train(text, 256 + n),  # noqa: B023
-                "naive": lambda: naive_train(chunks, n),  # noqa: B023
+                "naive": lambda: naive_bpe(chunks, n),  # noqa: B023
             },
-            reps=reps,
-        )
-        assert tok.merges == naive_train(chunks, n), "the merges differ"
+            reps,
+            device,
+            warmup=1,
+        )[0]  # wall-clock medians
+        assert tok.merges == naive_bpe(chunks, n)[0], "the merges differ"
         print(
             f"train pattern={pattern!s:5} merges={n:3}: ours {t['ours']:.3f} s, "
             f"naive {t['naive']:.3f} s, naive/ours = {t['naive'] / t['ours']:.1f}x"
@@ -153,8 +115,10 @@ def main() -> None:
                 "encode ours": encode_ours,
                 "encode HF": lambda: hf.encode(text),
             },
-            reps=reps,
-        )
+            reps,
+            device,
+            warmup=1,
+        )[0]
         for what in ("train", "encode"):
             ours, ref = t[f"{what} ours"], t[f"{what} HF"]
             print(
@@ -171,7 +135,7 @@ def main() -> None:
             sampler(64)
         sync()
 
-    t = measure({"draw": draw}, reps=reps)["draw"]
+    t = measure({"draw": draw}, reps, device, warmup=1)[0]["draw"]
     print(f"TokenBatchSampler(64 x 256) on {device}: {100 / t:,.0f} batches/s")
 
 

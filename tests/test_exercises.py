@@ -46,3 +46,12 @@ def test_every_registered_exercise_accepts_its_answer_and_rejects_another():
         if not isinstance(expected, str):
             wrong = np.asarray(expected, dtype=float) * 2 + 1
             assert not exercises.check(name, wrong, quiet=True), name
+
+
+def test_assert_hides_catches_a_revealed_answer():
+    from tests.exercise_helpers import assert_hides
+
+    assert_hides("✘ not yet. Hint: think of 1/sqrt(d_k)", 0.125)
+    for leak in ("the answer is 0.125", "about 0.12", "1.25e-01"):
+        with pytest.raises(AssertionError, match="reveals"):
+            assert_hides(leak, 0.125)
