@@ -2,14 +2,15 @@
 
 Follows "Improving Language Understanding by Generative Pre-Training" (Radford et
 al., 2018) and "Language Models are Unsupervised Multitask Learners" (GPT-2,
-Radford et al., 2019): pre-LayerNorm blocks, GELU (Hendrycks & Gimpel, 2016, tanh
-form), learned positions, tied input/output embeddings and residual projections
-initialised with std 0.02 / sqrt(2 * n_layer). Attention is "Attention Is All You
-Need" (Vaswani et al., 2017). Sampling offers top-k (Fan et al., 2018) and nucleus
-top-p (Holtzman et al., 2020) filtering; generation keeps a key/value cache (Pope
-et al., 2022, "Efficiently Scaling Transformer Inference"). The code layout
-follows Karpathy's minGPT and nanoGPT, and parameter names match GPT-2's, so
-Hugging Face checkpoints map one to one (see `lmbook.gpt_hf`).
+Radford et al., 2019): pre-LayerNorm blocks, GELU (Hendrycks & Gimpel, 2016; exact
+by default, as in nanoGPT, or GPT-2's tanh approximation), learned positions, tied
+input/output embeddings and residual projections initialised with std
+0.02 / sqrt(2 * n_layer). Attention is "Attention Is All You Need" (Vaswani et al.,
+2017). Sampling offers top-k (Fan et al., 2018) and nucleus top-p (Holtzman et al.,
+2020) filtering; generation keeps a key/value cache (Pope et al., 2022, "Efficiently
+Scaling Transformer Inference"). The code layout follows Karpathy's minGPT and
+nanoGPT, and parameter names match GPT-2's, so Hugging Face checkpoints map one to
+one (see `lmbook.gpt_hf`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import torch.nn.functional as F
 
 from lmbook.attention import causal_mask, scaled_dot_product_attention
 
-_GPT2_SIZES = {"vocab_size": 50257, "block_size": 1024}
+_GPT2 = dict(vocab_size=50257, block_size=1024, activation="gelu_tanh")
+_ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}  # -> F.gelu(approximate=...)
 _PRESETS = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, **_GPT2_SIZES),  # 124M
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, **_GPT2_SIZES),  # 350M
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, **_GPT2_SIZES),  # 774M
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, **_GPT2_SIZES),  # 1558M
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, **_GPT2),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, **_GPT2),  # 350M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, **_GPT2),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, **_GPT2),  # 1558M
     "gpt-mini": dict(n_layer=6, n_head=6, n_embd=192),  # minGPT's small shapes:
     "gpt-micro": dict(n_layer=4, n_head=4, n_embd=128),  # vocab_size and block_size
     "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),  # must be given
@@ -37,7 +39,14 @@ _PRESETS = {
 
 @dataclass
 class GPTConfig:
-    """Shape of a GPT. Named shapes: `GPTConfig.from_preset`."""
+    """Shape of a GPT. Named shapes: `GPTConfig.from_preset`.
+
+    ``activation`` picks the GELU of the MLP. "gelu" is the exact x * Phi(x)
+    (``torch.nn.GELU()``, nanoGPT's choice). "gelu_tanh" is the tanh approximation
+    that GPT-2 was trained with; the GPT-2 presets and checkpoints loaded from
+    Hugging Face use it, so their outputs match. The two differ by at most about
+    5e-4 per activation, and PyTorch's CPU kernel for the exact form is faster.
+    """
 
     vocab_size: int  # number of token ids; ids run from 0 to vocab_size - 1
     block_size: int  # longest sequence (context length) the model accepts
@@ -46,6 +55,7 @@ class GPTConfig:
     n_embd: int  # width of the residual stream (embedding size)
     dropout: float = 0.0  # dropout on embeddings, attention weights and residuals
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
+    activation: str = "gelu"  # "gelu": exact x * Phi(x); "gelu_tanh": GPT-2's formula
 
     def __post_init__(self):
         for f in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -60,6 +70,13 @@ class GPTConfig:
         _check_number("dropout", self.dropout, float, low=0.0, high=1.0)
         if not isinstance(self.bias, bool):
             raise TypeError(f"bias must be a bool, got {_tname(self.bias)}")
+        if not isinstance(self.activation, str):
+            raise TypeError(f"activation must be a str, got {_tname(self.activation)}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
+                f"got {self.activation!r}"
+            )
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> GPTConfig:
@@ -140,10 +157,12 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = _ACTIVATIONS[config.activation]  # "none" or "tanh"
 
     def forward(self, x):
         """x: (B, T, C) -> (B, T, C)."""
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        h = F.gelu(self.c_fc(x), approximate=self.approximate)  # (B, T, 4C)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):

@@ -28,7 +28,11 @@ _CONV1D = (
     "mlp.c_proj.weight",
 )
 _IGNORED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of old checkpoints
-_GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # both are GELU's tanh approximation
+# HF activation_function -> GPTConfig.activation; "gelu_new" is GPT-2's default, and
+# "gelu_new" and "gelu_pytorch_tanh" both compute GELU's tanh approximation
+_HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+_HF_ACTIVATIONS["gelu"] = "gelu"  # exact GELU (erf)
+_TO_HF_ACTIVATION = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
 _EOT = 50256  # GPT-2's <|endoftext|> id, used as bos/eos when vocab_size is 50257
 
 
@@ -44,9 +48,9 @@ def _config_from_hf(cfg: dict, source: str) -> GPTConfig:
 
     need(cfg.get("model_type", "gpt2") == "gpt2", "model_type", "'gpt2'")
     need(
-        cfg.get("activation_function", "gelu_new") in _GELU_TANH,
+        cfg.get("activation_function", "gelu_new") in _HF_ACTIVATIONS,
         "activation_function",
-        " or ".join(_GELU_TANH),
+        " or ".join(map(repr, _HF_ACTIVATIONS)),
     )
     n_embd = cfg.get("n_embd", 768)
     need(cfg.get("n_inner") in (None, 4 * n_embd), "n_inner", "None or 4 * n_embd")
@@ -76,6 +80,7 @@ def _config_from_hf(cfg: dict, source: str) -> GPTConfig:
             n_head=cfg.get("n_head", 12),
             n_embd=n_embd,
             dropout=float(drops["resid_pdrop"]),
+            activation=_HF_ACTIVATIONS[cfg.get("activation_function", "gelu_new")],
         )
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from err
@@ -93,7 +98,7 @@ def _hf_config_dict(config: GPTConfig, dtype: torch.dtype) -> dict:
         "n_head": config.n_head,
         "n_embd": config.n_embd,
         "n_inner": None,
-        "activation_function": "gelu_new",
+        "activation_function": _TO_HF_ACTIVATION[config.activation],
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,

@@ -89,6 +89,54 @@ def test_to_hf_matches_lmbook(n_head, n_embd):
         torch.testing.assert_close(back(idx)[0], gpt(idx)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "hf_activation,ours",
+    [("gelu_new", "gelu_tanh"), ("gelu_pytorch_tanh", "gelu_tanh"), ("gelu", "gelu")],
+)
+def test_activation_follows_the_hf_config_both_ways(hf_activation, ours):
+    torch.manual_seed(5)
+    hf = randomize_(GPT2LMHeadModel(hf_config(activation_function=hf_activation)), 5)
+    gpt = GPT.from_hf(hf.eval())
+    assert gpt.config.activation == ours
+    idx = tokens(5, 2, L)
+    with torch.no_grad():
+        torch.testing.assert_close(gpt(idx)[0], hf(idx).logits, atol=1e-5, rtol=1e-5)
+        back = gpt.to_hf(attn_implementation="eager")
+        ref = hf(idx).logits
+        torch.testing.assert_close(back(idx).logits, ref, atol=1e-5, rtol=1e-5)
+    expected = "gelu" if ours == "gelu" else "gelu_new"
+    assert back.config.activation_function == expected
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+def test_mlp_uses_the_exact_or_the_tanh_gelu_formula(activation):
+    def exact(h):  # x * Phi(x), Phi the standard normal CDF
+        return 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))
+
+    def tanh_form(h):  # GPT-2's approximation
+        u = math.sqrt(2 / math.pi) * (h + 0.044715 * h**3)
+        return 0.5 * h * (1 + torch.tanh(u))
+
+    gelu = exact if activation == "gelu" else tanh_form
+    torch.manual_seed(6)
+    mlp = GPT(GPTConfig(V, L, 1, 2, 16, activation=activation)).double()
+    mlp = randomize_(mlp, 6, std=1.0).transformer.h[0].mlp
+    x = torch.randn(3, 5, 16, dtype=torch.float64) * 3
+    with torch.no_grad():
+        ref = mlp.c_proj(gelu(mlp.c_fc(x)))
+        torch.testing.assert_close(mlp(x), ref, atol=1e-10, rtol=1e-10)
+    h = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    assert 1e-4 < (exact(h) - tanh_form(h)).abs().max() < 5e-4  # close, not equal
+
+
+def test_presets_and_default_activation():
+    assert GPTConfig.from_preset("gpt2").activation == "gelu_tanh"  # GPT-2's formula
+    assert GPTConfig.from_preset("gpt2-xl").activation == "gelu_tanh"
+    assert GPTConfig(V, L, 1, 1, 4).activation == "gelu"  # exact, as nanoGPT
+    tiny = GPTConfig.from_preset("gpt-nano", vocab_size=V, block_size=L)
+    assert tiny.activation == "gelu"
+
+
 def test_to_hf_without_bias_uses_zero_biases():
     gpt = make_gpt(4, bias=False)
     assert all("bias" not in name for name, _ in gpt.named_parameters())
@@ -485,6 +533,8 @@ def test_training_steps_reduce_loss():
         (dict(dropout=1.0), ValueError, r"dropout must be in \[0.0, 1.0\), got 1.0"),
         (dict(dropout="0.1"), TypeError, "dropout must be float, got str"),
         (dict(bias=1), TypeError, "bias must be a bool, got int"),
+        (dict(activation="relu"), ValueError, "activation must be one of 'gelu', "),
+        (dict(activation=None), TypeError, "activation must be a str, got NoneType"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, error, match):
@@ -582,7 +632,7 @@ def test_from_hf_rejects_other_types():
 @pytest.mark.parametrize(
     "kw,match",
     [
-        (dict(activation_function="relu"), "activation_function='relu'"),
+        (dict(activation_function="relu"), "activation_function='relu'.*'gelu_new'"),
         (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
         (dict(n_inner=48), "n_inner=48"),
         (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
