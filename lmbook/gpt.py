@@ -362,17 +362,67 @@ class GPT(nn.Module):
             shape = (self.config.n_layer, B, nh, size, hs)
             w = self.lm_head.weight
             cache = (w.new_empty(shape), w.new_empty(shape))  # keys, values
+            layers = self._decode_layers(cache)
         for t in range(T0, T0 + max_new):
             if cache is not None and 0 < pos < cache[0].size(3):
-                x, _ = self._hidden(out[:, t - 1 : t], cache, pos)  # (B, 1, C)
+                logits = self._decode_step(out[:, t - 1], layers, pos)  # (B, V)
                 pos += 1
             else:  # no cache, first step, or full cache: encode the last L tokens
                 window = out[:, max(0, t - L) : t]  # (B, <=L)
                 x, _ = self._hidden(window, cache, 0)  # (B, T, C)
+                logits = self.lm_head(x[:, -1, :])  # (B, vocab_size)
                 pos = window.size(1)
-            logits = self.lm_head(x[:, -1, :])  # (B, vocab_size)
             out[:, t] = _sample(logits, temperature, top_k, top_p, gen)
         return out
+
+    def _decode_layers(self, cache):
+        """Per block: its parameters and its KV-cache slices, for _decode_step."""
+        layers = []
+        for block, k, v in zip(self.transformer.h, cache[0], cache[1], strict=True):
+            attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+            layers.append(
+                (
+                    (ln_1.weight, ln_1.bias, ln_1.eps),
+                    (attn.c_attn.weight, attn.c_attn.bias),
+                    (attn.c_proj.weight, attn.c_proj.bias),
+                    (ln_2.weight, ln_2.bias, ln_2.eps),
+                    (mlp.c_fc.weight, mlp.c_fc.bias),
+                    (mlp.c_proj.weight, mlp.c_proj.bias),
+                    mlp.approximate,
+                    k,  # (B, nh, L, hs)
+                    v,  # (B, nh, L, hs)
+                )
+            )
+        return layers
+
+    def _decode_step(self, token, layers, pos):
+        """Logits (B, V) for the position after ``token`` (B,), which sits at pos.
+
+        What ``forward`` computes for that one position, given the keys and values
+        of positions 0 .. pos - 1 in the cache (this step adds those of pos);
+        ``layers`` comes from ``_decode_layers``. One token does little arithmetic
+        but reads every weight once, so the step is bound by memory bandwidth, and
+        the Python cost of module calls and reshapes would be a tenth of its time.
+        Hence this lean form on the modules' own parameters, with one query
+        attending to every cached key. Eval mode only (no dropout); the tests check
+        it against ``forward``.
+        """
+        tr, C, nh = self.transformer, self.config.n_embd, self.config.n_head
+        B, hs, T_k = token.size(0), C // nh, pos + 1
+        x = tr.wte.weight[token] + tr.wpe.weight[pos]  # (B, C)
+        for ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj, approximate, k, v in layers:
+            qkv = F.linear(F.layer_norm(x, (C,), *ln_1), *c_attn)  # (B, 3C)
+            k[:, :, pos] = qkv[:, C : 2 * C].view(B, nh, hs)  # cache this key
+            v[:, :, pos] = qkv[:, 2 * C :].view(B, nh, hs)  # and this value
+            q = qkv[:, :C].view(B, nh, 1, hs)
+            scores = q @ k[:, :, :T_k].transpose(-2, -1)  # (B, nh, 1, T_k)
+            att = scores.mul_(hs**-0.5).softmax(dim=-1)
+            y = (att @ v[:, :, :T_k]).view(B, C)  # heads side by side
+            x = x + F.linear(y, *c_proj)
+            h = F.linear(F.layer_norm(x, (C,), *ln_2), *c_fc)  # (B, 4C)
+            x = x + F.linear(F.gelu(h, approximate=approximate), *mlp_proj)  # (B, C)
+        x = F.layer_norm(x, (C,), tr.ln_f.weight, tr.ln_f.bias, tr.ln_f.eps)
+        return F.linear(x, self.lm_head.weight)  # (B, vocab_size)
 
     # Hugging Face interop lives in lmbook.gpt_hf; these are thin wrappers.
     @classmethod

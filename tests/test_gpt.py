@@ -391,6 +391,24 @@ def test_cached_and_uncached_greedy_agree(seed, T, new):
     assert torch.equal(cached, uncached)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+def test_decode_step_gives_the_logits_of_forward(bias, activation):
+    gpt = make_gpt(8, n_head=4, n_embd=64, bias=bias, activation=activation)
+    idx = tokens(8, 3, 20)
+    with torch.no_grad():
+        ref = gpt(idx)[0]  # (B, T, V)
+        shape = (2, 3, 4, L, 16)  # (n_layer, B, nh, L, hs)
+        cache = (torch.full(shape, float("nan")), torch.full(shape, float("nan")))
+        layers = gpt._decode_layers(cache)
+        gpt._hidden(idx[:, :5], cache, 0)  # prefill positions 0..4
+        for pos in range(5, 20):  # then one position at a time
+            logits = gpt._decode_step(idx[:, pos], layers, pos)
+            torch.testing.assert_close(logits, ref[:, pos], atol=1e-5, rtol=1e-5)
+    assert not cache[0][:, :, :, :20].isnan().any()  # every position was written
+    assert cache[0][:, :, :, 20:].isnan().all()  # and nothing beyond
+
+
 def test_greedy_is_argmax_of_cropped_context():
     """Past block_size the next token depends on the last block_size tokens only."""
     gpt = make_gpt(12, std=0.15)

@@ -72,8 +72,10 @@ def test_set_seed_makes_all_generators_repeat():
     assert random.random() != first[0]
 
 
-@pytest.mark.parametrize("seed, error", [(1.5, TypeError), (True, TypeError),
-                                         (-1, ValueError), (2**32, ValueError)])
+@pytest.mark.parametrize(
+    "seed, error",
+    [(1.5, TypeError), (True, TypeError), (-1, ValueError), (2**32, ValueError)],
+)
 def test_set_seed_rejects_bad_seeds(seed, error):
     with pytest.raises(error, match="seed must be"):
         set_seed(seed)
