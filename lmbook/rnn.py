@@ -346,7 +346,7 @@ def _check_ids(name: str, t: object, vocab_size: int, ref: Tensor) -> None:
         raise ValueError(f"{name} must be (B, T) with B, T >= 1, got {tuple(t.shape)}")
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but the model is on {ref.device}")
-    lo, hi = int(t.min()), int(t.max())
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one device sync, not two
     if lo < 0 or hi >= vocab_size:
         raise ValueError(
             f"{name} must hold token ids in [0, {vocab_size}), got ids in [{lo}, {hi}]"
