@@ -28,10 +28,13 @@ _CONV1D = (
     "mlp.c_proj.weight",
 )
 _IGNORED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of old checkpoints
-# HF activation_function -> GPTConfig.activation; "gelu_new" is GPT-2's default, and
-# "gelu_new" and "gelu_pytorch_tanh" both compute GELU's tanh approximation
-_HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
-_HF_ACTIVATIONS["gelu"] = "gelu"  # exact GELU (erf)
+# HF activation_function -> GPTConfig.activation. "gelu_new" (GPT-2's default) and
+# "gelu_pytorch_tanh" both compute GELU's tanh approximation; "gelu" is the exact one.
+_HF_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+}
 _TO_HF_ACTIVATION = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
 _EOT = 50256  # GPT-2's <|endoftext|> id, used as bos/eos when vocab_size is 50257
 
