@@ -412,12 +412,11 @@ class GPT(nn.Module):
         x = tr.wte.weight[token] + tr.wpe.weight[pos]  # (B, C)
         for ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj, approximate, k, v in layers:
             qkv = F.linear(F.layer_norm(x, (C,), *ln_1), *c_attn)  # (B, 3C)
-            k[:, :, pos] = qkv[:, C : 2 * C].view(B, nh, hs)  # cache this key
-            v[:, :, pos] = qkv[:, 2 * C :].view(B, nh, hs)  # and this value
-            q = qkv[:, :C].view(B, nh, 1, hs)
-            scores = q @ k[:, :, :T_k].transpose(-2, -1)  # (B, nh, 1, T_k)
-            att = scores.mul_(hs**-0.5).softmax(dim=-1)
-            y = (att @ v[:, :, :T_k]).view(B, C)  # heads side by side
+            k.select(2, pos).copy_(qkv[:, C : 2 * C].view(B, nh, hs))  # cache key
+            v.select(2, pos).copy_(qkv[:, 2 * C :].view(B, nh, hs))  # and value
+            q = qkv[:, :C].view(B, nh, 1, hs)  # one query per head
+            y = F.scaled_dot_product_attention(q, k[:, :, :T_k], v[:, :, :T_k])
+            y = y.view(B, C)  # (B, nh, 1, hs) -> heads side by side
             x = x + F.linear(y, *c_proj)
             h = F.linear(F.layer_norm(x, (C,), *ln_2), *c_fc)  # (B, 4C)
             x = x + F.linear(F.gelu(h, approximate=approximate), *mlp_proj)  # (B, C)
