@@ -28,26 +28,7 @@ from timing import measure  # noqa: E402  (bench/timing.py)
 from lmbook import get_device, load_text  # noqa: E402
 from lmbook.batching import TokenBatchSampler  # noqa: E402
 from lmbook.tokenizers import BPETokenizer  # noqa: E402
-from tests.reference_bpe import naive_bpe  # noqa: E402
-
-
-def hf_tokenizer(tok: BPETokenizer):
-    """A Hugging Face tokenizer with exactly `tok`'s merges (GPT-2 byte mapping)."""
-    import tokenizers
-
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = [b for b in range(256) if b not in keep]
-    chars = map(chr, keep + [256 + i for i in range(len(extra))])
-    b2u = dict(zip(keep + extra, chars, strict=True))
-
-    def show(i):
-        return "".join(b2u[b] for b in tok.vocab[i])
-
-    vocab = {show(i): i for i in range(tok.vocab_size)}
-    merges = [(show(a), show(b)) for a, b in tok.merges]
-    hf = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
-    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    return hf
+from tests.reference_bpe import hf_tokenizer, naive_bpe  # noqa: E402
 
 
 def hf_train(text: str, vocab_size: int):

@@ -1,8 +1,11 @@
-"""Shared assertion for the self-check tests: feedback never gives the answer away."""
+"""Shared assertions for the self-check tests: right answers are accepted, wrong ones
+get a hint, and feedback never gives the answer away."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from lmbook.exercises import check
 
 
 def spellings(answer) -> set[str]:
@@ -22,3 +25,17 @@ def assert_hides(out: str, answer, name: str = "") -> None:
     """Fail if printed feedback `out` contains any spelling of `answer`."""
     for text in spellings(answer):
         assert text not in out, f"{name}'s feedback reveals {text!r}"
+
+
+def assert_accepted(name: str, answer, capsys) -> None:
+    """check(name, answer) says yes, and prints so."""
+    assert check(name, answer) is True
+    assert "correct" in capsys.readouterr().out
+
+
+def assert_rejected_without_revealing(name: str, answer, right, capsys) -> None:
+    """check(name, answer) says no, prints a hint and no spelling of `right`."""
+    assert check(name, answer) is False
+    out = capsys.readouterr().out
+    assert "not yet" in out and "Hint:" in out
+    assert_hides(out, right, name)

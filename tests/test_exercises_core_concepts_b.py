@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lmbook import exercises
-from tests.exercise_helpers import assert_hides
+from tests.exercise_helpers import assert_accepted, assert_rejected_without_revealing
 
 
 def _simulated_mask_count(seed: int = 0, repeats: int = 400) -> float:
@@ -74,16 +74,12 @@ def test_every_exercise_of_the_module_is_tested():
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_right_answer_is_accepted(name, capsys):
-    assert exercises.check(name, REFERENCE[name])
-    assert "correct" in capsys.readouterr().out
+    assert_accepted(name, REFERENCE[name], capsys)
 
 
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_plausible_wrong_answer_is_rejected_without_revealing(name, capsys):
-    assert not exercises.check(name, WRONG[name])
-    out = capsys.readouterr().out
-    assert "not yet" in out and "Hint:" in out
-    assert_hides(out, REFERENCE[name], name)
+    assert_rejected_without_revealing(name, WRONG[name], REFERENCE[name], capsys)
 
 
 def test_mask_count_matches_a_simulation_of_the_rule():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lmbook import exercises
-from tests.exercise_helpers import assert_hides
+from tests.exercise_helpers import assert_accepted, assert_rejected_without_revealing
 
 
 def _softmax(z):
@@ -51,16 +51,12 @@ WRONG = {
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_right_answer_is_accepted(name, capsys):
-    assert exercises.check(name, REFERENCE[name])
-    assert "correct" in capsys.readouterr().out
+    assert_accepted(name, REFERENCE[name], capsys)
 
 
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_plausible_wrong_answer_is_rejected_without_revealing(name, capsys):
-    assert not exercises.check(name, WRONG[name])
-    out = capsys.readouterr().out
-    assert "Hint:" in out
-    assert_hides(out, REFERENCE[name], name)
+    assert_rejected_without_revealing(name, WRONG[name], REFERENCE[name], capsys)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

@@ -19,7 +19,7 @@ from lmbook.tokenizers import (
     CharTokenizer,
     UnknownCharacterError,
 )
-from tests.reference_bpe import naive_bpe, naive_encode
+from tests.reference_bpe import hf_tokenizer, naive_bpe, naive_encode
 
 SAMPLE = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -30,14 +30,6 @@ SAMPLE = (
 
 
 # --- reference implementations, written independently of lmbook ------------------
-
-
-def gpt2_bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's printable stand-in character for every byte (encoder.py)."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = [b for b in range(256) if b not in keep]
-    chars = keep + [256 + i for i in range(len(extra))]
-    return {b: chr(c) for b, c in zip(keep + extra, chars, strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -250,17 +242,9 @@ def test_bpe_save_load_round_trip(tmp_path, bpe):
 
 
 def test_bpe_matches_hugging_face_with_the_same_merges(bpe):
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
     pytest.importorskip("regex")  # our default pattern is GPT-2's only with `regex`
-    b2u = gpt2_bytes_to_unicode()
-
-    def show(i):
-        return "".join(b2u[b] for b in bpe.vocab[i])
-
-    vocab = {show(i): i for i in range(bpe.vocab_size)}
-    merges = [(show(a), show(b)) for a, b in bpe.merges]
-    hf = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
-    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf = hf_tokenizer(bpe)
     text = SAMPLE + " it's 2024's \u00a0x  \n\n y"
     assert hf.encode(text).ids == bpe.encode(text)
 

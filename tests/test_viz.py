@@ -88,6 +88,14 @@ def stacked(attentions, batch_index=0) -> torch.Tensor:
     return torch.stack([a[batch_index] for a in attentions]).double()
 
 
+def assert_weights(payload: dict, attentions, batch_index=0) -> torch.Tensor:
+    """The payload's weights equal `attentions` up to uint8 rounding; returns them."""
+    got = torch.from_numpy(weights_of(payload))
+    want = stacked(attentions, batch_index)
+    torch.testing.assert_close(got, want, atol=QUANT, rtol=0)
+    return got
+
+
 # ---- payload -------------------------------------------------------------------
 
 
@@ -101,8 +109,7 @@ def test_payload_round_trips_the_weights(n_layer, n_head, T, B, batch_index, see
     p = payloads(AttentionView(att, tokens, batch_index=batch_index)._repr_html_())[0]
     assert (p["L"], p["H"], p["T"]) == (n_layer, n_head, T)
     assert p["tokens"] == tokens
-    got = torch.from_numpy(weights_of(p))
-    torch.testing.assert_close(got, stacked(att, batch_index), atol=QUANT, rtol=0)
+    assert_weights(p, att, batch_index)
 
 
 def test_large_payload_is_deflated_and_round_trips():
@@ -110,9 +117,7 @@ def test_large_payload_is_deflated_and_round_trips():
     view = AttentionView(att, [str(i) for i in range(190)])
     p = payloads(view._repr_html_())[0]
     assert p["deflate"] is True
-    torch.testing.assert_close(
-        torch.from_numpy(weights_of(p)), stacked(att), atol=QUANT, rtol=0
-    )
+    assert_weights(p, att)
 
 
 def test_twelve_layers_twelve_heads_128_tokens_fit_in_2_mb():
@@ -375,8 +380,7 @@ def test_save_html_writes_a_standalone_page_atomically(tmp_path):
     assert text.startswith("<!DOCTYPE html>")
     assert '<meta charset="utf-8">' in text
     assert "<title>A &lt;title&gt;</title>" in text
-    got = torch.from_numpy(weights_of(payloads(text)[0]))
-    torch.testing.assert_close(got, stacked(att), atol=QUANT, rtol=0)
+    assert_weights(payloads(text)[0], att)
     view.save_html(str(path))  # overwriting works too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.html"]
 
@@ -543,22 +547,12 @@ def test_explorer_shows_the_model_attention_and_follows_the_text(tiny):
     ex = attention_explorer(model, tok, "the cat sat")
     p = shown_payload(ex)
     assert p["tokens"] == list("the cat sat")
-    torch.testing.assert_close(
-        torch.from_numpy(weights_of(p)),
-        stacked(expected_maps(model, tok, "the cat sat")),
-        atol=QUANT,
-        rtol=0,
-    )
+    assert_weights(p, expected_maps(model, tok, "the cat sat"))
     assert model.training, "the explorer must restore the model's mode"
     ex.text.value = "a dog, a log."
     p = shown_payload(ex)
     assert p["tokens"] == list("a dog, a log.")
-    torch.testing.assert_close(
-        torch.from_numpy(weights_of(p)),
-        stacked(expected_maps(model, tok, "a dog, a log.")),
-        atol=QUANT,
-        rtol=0,
-    )
+    assert_weights(p, expected_maps(model, tok, "a dog, a log."))
 
 
 def test_explorer_selectors_redraw_without_rerunning(tiny):
@@ -630,8 +624,7 @@ def test_explorer_with_lmbook_gpt_and_char_tokenizer():
     p = shown_payload(ex)
     assert p["tokens"] == list("world") and p["head"] == "all"
     ref = model.attention_maps(torch.tensor([tok.encode("world")]))
-    got = torch.from_numpy(weights_of(p))
-    torch.testing.assert_close(got, stacked(ref), atol=QUANT, rtol=0)
+    got = assert_weights(p, ref)
     assert torch.all(got.triu(1) == 0), "a causal model attends to no later token"
     ex.text.value = "hello?"  # '?' is not in the vocabulary
     assert ex.error is not None and "?" in ex.error
@@ -652,9 +645,7 @@ def test_explorer_with_minilm():
     assert p["tokens"] == tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
     assert p["tokens"][0] == "[CLS]" and p["tokens"][-1] == "[SEP]"
     assert (p["layer"], p["head"]) == (5, 11)
-    torch.testing.assert_close(
-        torch.from_numpy(weights_of(p)), stacked(ref), atol=QUANT, rtol=0
-    )
+    assert_weights(p, ref)
 
 
 def test_static_files_ship_with_the_package():
