@@ -6,6 +6,11 @@ weights (stored as (in, out), unlike ``nn.Linear``'s (out, in)) are transposed,
 as in nanoGPT's ``from_pretrained``. Checkpoints are read and written as
 safetensors (``config.json`` + ``model.safetensors``); pickles are never loaded.
 `transformers` is needed only by `from_hf`, `to_hf` and hub downloads.
+
+This module does not import `lmbook.gpt` (the model imports it): the functions
+that build a model take the class, ``cls``, from `GPT`'s classmethods, and the
+others take a model. ``config.json`` carries lmbook's own fields that GPT-2's
+config lacks (``"bias"``), so every `GPTConfig` field comes back on loading.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lmbook.gpt import GPT, GPTConfig, _tname
+from lmbook.checks import tname
+from lmbook.fileio import atomic_folder, check_path, recover_folder
+from lmbook.gpt_config import GPTConfig
 
 _CONV1D = (
     "attn.c_attn.weight",
@@ -75,8 +81,11 @@ def _config_from_hf(cfg: dict, source: str) -> GPTConfig:
             f"{source}: lmbook's GPT has one dropout rate but got {drops}; make the "
             f"three equal"
         )
+    bias = cfg.get("bias", True)  # lmbook's field; GPT-2 always has biases
+    need(isinstance(bias, bool), "bias", "true or false")
     try:
         return GPTConfig(
+            bias=bias,
             vocab_size=cfg.get("vocab_size", 50257),
             block_size=cfg.get("n_positions", cfg.get("n_ctx", 1024)),
             n_layer=cfg.get("n_layer", 12),
@@ -111,13 +120,14 @@ def _hf_config_dict(config: GPTConfig, dtype: torch.dtype) -> dict:
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True,
+        "bias": config.bias,  # lmbook's; transformers keeps it as an extra attribute
         "bos_token_id": eot,
         "eos_token_id": eot,
         "dtype": str(dtype).removeprefix("torch."),
     }
 
 
-def _hf_state_dict(gpt: GPT) -> dict[str, torch.Tensor]:
+def _hf_state_dict(gpt) -> dict[str, torch.Tensor]:
     """gpt's weights under GPT-2's names and (in, out) Conv1D layout, no lm_head.
 
     A model built with bias=False gets zero biases, which compute the same thing.
@@ -136,17 +146,22 @@ def _hf_state_dict(gpt: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
-def _empty_gpt(config: GPTConfig, device, dtype) -> GPT:
-    """An uninitialised GPT (no random init cost), ready to receive weights."""
+def _empty_gpt(cls, config: GPTConfig, device, dtype):
+    """An uninitialised cls(config) (no random init cost), ready for weights."""
     with torch.device("meta"):
-        gpt = GPT(config)
+        gpt = cls(config)
     gpt = gpt.to_empty(device=device).to(dtype)
     gpt.tie_weights()
     return gpt
 
 
-def _load_weights(gpt: GPT, tensors: dict, source: str) -> GPT:
-    """Copy GPT-2-named tensors into gpt after checking keys and shapes."""
+def _load_weights(gpt, tensors: dict, source: str):
+    """Copy GPT-2-named tensors into gpt after checking keys and shapes.
+
+    A model without biases takes a checkpoint whose biases are all zero (what
+    `save_pretrained` writes for it); a nonzero one is an error. An ``lm_head``
+    different from the token embedding is an error too: the model ties them.
+    """
     found = {}
     for key, t in tensors.items():
         if key.endswith(_IGNORED):
@@ -170,45 +185,63 @@ def _load_weights(gpt: GPT, tensors: dict, source: str) -> GPT:
                 f"{source}: {key} has shape {tuple(t.shape)} but the config needs "
                 f"{tuple(want[key].shape)}"
             )
+    if lm_head is not None and not torch.equal(lm_head, found["wte.weight"]):
+        raise ValueError(
+            f"{source}: lm_head.weight differs from transformer.wte.weight, but "
+            f"lmbook's GPT ties them (one matrix); this checkpoint has an untied "
+            f"output layer"
+        )
+    params = dict(gpt.named_parameters())
     with torch.no_grad():
         for key, t in found.items():
+            if f"transformer.{key}" not in params:  # a bias the model does not have
+                if torch.count_nonzero(t):
+                    raise ValueError(
+                        f"{source}: {key} is nonzero but config.json says bias=false"
+                    )
+                continue
             want[key].copy_(t)  # want's tensors are views of gpt's parameters
     return gpt
 
 
-def from_hf(model) -> GPT:
-    """A GPT with the weights, device and dtype of a transformers GPT2LMHeadModel."""
+def from_hf(model, cls):
+    """A cls (lmbook's GPT) with the weights, device and dtype of a HF model.
+
+    model must be a ``transformers.GPT2LMHeadModel``.
+    """
     try:
         from transformers import GPT2LMHeadModel
     except ImportError:  # then model cannot be a GPT2LMHeadModel
         GPT2LMHeadModel = None
     if GPT2LMHeadModel is None or not isinstance(model, GPT2LMHeadModel):
         raise TypeError(
-            f"model must be a transformers.GPT2LMHeadModel, got {type(model).__name__}"
+            f"model must be a transformers.GPT2LMHeadModel, got {tname(model)}"
         )
     config = _config_from_hf(model.config.to_dict(), "model.config")
     sd = model.state_dict()
-    if not torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"]):
-        raise ValueError("model: lm_head.weight differs from transformer.wte.weight")
     w = sd["transformer.wte.weight"]
-    gpt = _empty_gpt(config, w.device, w.dtype)
+    gpt = _empty_gpt(cls, config, w.device, w.dtype)
     return _load_weights(gpt, sd, "model").train(model.training)
 
 
-def to_hf(gpt: GPT, attn_implementation: str | None = None):
+def _check_gpt(gpt):
+    config = getattr(gpt, "config", None)
+    if not isinstance(gpt, torch.nn.Module) or not isinstance(config, GPTConfig):
+        raise TypeError(f"gpt must be an lmbook GPT, got {tname(gpt)}")
+
+
+def to_hf(gpt, attn_implementation: str | None = None):
     """A transformers GPT2LMHeadModel with gpt's weights, device, dtype and mode.
 
     attn_implementation is passed to transformers ("eager", "sdpa", ...).
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    if not isinstance(gpt, GPT):
-        raise TypeError(f"gpt must be an lmbook GPT, got {type(gpt).__name__}")
+    _check_gpt(gpt)
     w = gpt.lm_head.weight
     cfg = _hf_config_dict(gpt.config, w.dtype)
-    cfg.pop("architectures")
-    cfg.pop("model_type")
-    cfg.pop("dtype")
+    for key in ("architectures", "model_type", "dtype", "bias"):
+        cfg.pop(key)
     with torch.device(w.device):
         hf = GPT2LMHeadModel(GPT2Config(**cfg, attn_implementation=attn_implementation))
     hf = hf.to(w.dtype)
@@ -218,42 +251,69 @@ def to_hf(gpt: GPT, attn_implementation: str | None = None):
     return hf.train(gpt.training)
 
 
-def save_pretrained(gpt: GPT, path) -> None:
+_WRITTEN = ("model.safetensors", "config.json")
+_STALE = ("model.safetensors.index.json",)  # a sharded copy would shadow nothing,
+# but would confuse a reader of the folder: an older sharded save is dropped
+
+
+def save_pretrained(gpt, path) -> None:
     """Write path/config.json and path/model.safetensors in Hugging Face's format.
 
-    ``transformers.GPT2LMHeadModel.from_pretrained(path)`` loads the result. Each
-    file is written to a temporary name in path and then renamed into place.
+    ``transformers.GPT2LMHeadModel.from_pretrained(path)`` loads the result. The
+    folder is replaced all at once (`lmbook.fileio.atomic_folder`): a crash at
+    any moment leaves the old checkpoint or the new one, never a mix. Other
+    files already in path (a tokenizer, a model card) are kept.
     """
-    if not isinstance(gpt, GPT):
-        raise TypeError(f"gpt must be an lmbook GPT, got {type(gpt).__name__}")
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"path {path!r} exists and is not a directory")
-    os.makedirs(path, exist_ok=True)
+    _check_gpt(gpt)
+    path = check_path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path {str(path)!r} exists and is a file; expected a folder")
     tensors = {k: v.detach().cpu().contiguous() for k, v in _hf_state_dict(gpt).items()}
     config = _hf_config_dict(gpt.config, gpt.lm_head.weight.dtype)
 
-    def weights(tmp):
-        save_file(tensors, tmp, metadata={"format": "pt"})
+    def fill(folder):
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        text = json.dumps(config, indent=2) + "\n"
+        (folder / "config.json").write_text(text, encoding="utf-8")
+        if path.is_dir():  # a sharded save of the old version would mislead
+            for name in _STALE:
+                (folder / name).touch()  # placeholder, removed below
 
-    def config_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(config, f, indent=2)
-
-    for name, write in (("model.safetensors", weights), ("config.json", config_json)):
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, os.path.join(path, name))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    atomic_folder(path, fill, keep_others=True)
+    for name in _STALE:
+        stale = path / name
+        if stale.exists() and stale.stat().st_size == 0:
+            stale.unlink()
 
 
-def _read_local(path: str) -> GPT:
+def _safe_shard_name(name, index: str) -> str:
+    """A shard file name from an index, refused if it could leave the folder."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"{index}: shard names must be non-empty strings, got {name!r}"
+        )
+    bad = (
+        "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or ".." in name
+        or os.path.isabs(name)
+    )
+    if bad:
+        raise ValueError(
+            f"{index}: shard name {name!r} is not a plain file name (no path "
+            f"separators or '..'); refusing to read outside the checkpoint folder"
+        )
+    return name
+
+
+def _read_local(path: str, cls):
+    try:  # finish or undo a save that a crash interrupted
+        recover_folder(path)
+    except OSError:  # a read-only folder: nothing to repair there
+        pass
+    if not os.path.isdir(path):
+        raise ValueError(f"name_or_path {path!r} is not a folder")
     cfg_file = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_file):
         raise ValueError(
@@ -266,9 +326,7 @@ def _read_local(path: str) -> GPT:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{cfg_file} is not valid JSON: {err}") from err
     if not isinstance(cfg, dict):
-        raise ValueError(
-            f"{cfg_file} must hold a JSON object, got {type(cfg).__name__}"
-        )
+        raise ValueError(f"{cfg_file} must hold a JSON object, got {tname(cfg)}")
     config = _config_from_hf(cfg, cfg_file)
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
@@ -282,7 +340,7 @@ def _read_local(path: str) -> GPT:
             raise ValueError(
                 f"{index} is not a valid safetensors index: {err}"
             ) from err
-        files = [os.path.join(path, s) for s in shards]
+        files = [os.path.join(path, _safe_shard_name(s, index)) for s in shards]
     else:
         raise ValueError(
             f"{single} not found; lmbook loads safetensors only (pickled "
@@ -297,26 +355,21 @@ def _read_local(path: str) -> GPT:
                 f"{file} is not a readable safetensors file: {err}"
             ) from err
     source = files[0] if len(files) == 1 else index
-    return _load_weights(
-        _empty_gpt(config, "cpu", torch.get_default_dtype()), tensors, source
-    ).eval()
+    gpt = _empty_gpt(cls, config, "cpu", torch.get_default_dtype())
+    return _load_weights(gpt, tensors, source).eval()
 
 
-def from_pretrained(name_or_path) -> GPT:
-    """Load a GPT-2 checkpoint in Hugging Face's format, in eval mode on the CPU.
+def from_pretrained(name_or_path, cls):
+    """Load a GPT-2 checkpoint in Hugging Face's format as a cls, eval mode, CPU.
 
     name_or_path is a local directory holding config.json and model.safetensors
     (or a sharded model.safetensors.index.json), or a Hugging Face Hub name such
     as "gpt2", downloaded (safetensors only) with huggingface_hub when online.
     Weights are converted to torch's default dtype (float32).
     """
-    if not isinstance(name_or_path, str | os.PathLike):
-        raise TypeError(
-            f"name_or_path must be a str or os.PathLike, got {_tname(name_or_path)}"
-        )
-    path = os.fspath(name_or_path)
-    if os.path.isdir(path):
-        return _read_local(path)
+    path = os.fspath(check_path(name_or_path, "name_or_path"))
+    if os.path.isdir(path) or os.path.isdir(_old_aside(path)):
+        return _read_local(path, cls)
     if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1:
         raise ValueError(
             f"name_or_path {path!r} is not a directory; pass a directory holding "
@@ -336,4 +389,10 @@ def from_pretrained(name_or_path) -> GPT:
             f"GPT.from_pretrained('/path/to/gpt2') with config.json and "
             f"model.safetensors inside"
         ) from err
-    return _read_local(local)
+    return _read_local(local, cls)
+
+
+def _old_aside(path: str) -> str:
+    """Where `atomic_folder` parks the old version of path during a swap."""
+    head, tail = os.path.split(os.path.normpath(path))
+    return os.path.join(head, f".{tail}.old.tmp")

@@ -1,6 +1,8 @@
 """lmbook.attention against torch's F.scaled_dot_product_attention and
 nn.MultiheadAttention, plus invariants (hypothesis) and bad input."""
 
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmbook.attention import (
+    MAX_MASK_T,
     MultiHeadAttention,
     causal_mask,
     scaled_dot_product_attention,
@@ -247,7 +250,7 @@ def test_bad_dropout_range():
 
 
 def test_bad_dropout_type():
-    with pytest.raises(TypeError, match="dropout must be a float .* got str"):
+    with pytest.raises(TypeError, match="dropout must be a float, got str"):
         MultiHeadAttention(16, 4, dropout="0.1")
 
 
@@ -345,6 +348,65 @@ def test_bad_causal_mask_type():
         causal_mask(3.0)
 
 
+def test_causal_mask_refuses_a_mask_too_large_for_memory():
+    # 10**6 positions would be a 10**12-byte mask; refused before allocating
+    with pytest.raises(
+        ValueError, match=r"T must be <= 32768, got 1000000: .*931\.3 GiB"
+    ):
+        causal_mask(10**6)
+    with pytest.raises(ValueError, match=r"got 32769: .*1\.0 GiB.*is_causal=True"):
+        causal_mask(MAX_MASK_T + 1)
+
+
+def test_causal_mask_at_the_limit():
+    assert MAX_MASK_T == 2**15
+    mask = causal_mask(MAX_MASK_T, device="meta")  # the shape, without the memory
+    assert mask.shape == (MAX_MASK_T, MAX_MASK_T) and mask.dtype == torch.bool
+
+
+def test_bad_sdpa_mixed_dtypes():
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 3, 4, dtype=torch.float64)
+    match = (
+        r"q, k and v must have the same dtype; got q torch.float32, "
+        r"k torch.float64, v torch.float32"
+    )
+    with pytest.raises(TypeError, match=match):
+        scaled_dot_product_attention(q, k, q)
+
+
+def test_bad_sdpa_mixed_devices():
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 3, 4, device="meta")
+    with pytest.raises(ValueError, match="same device; got q on cpu, k on meta"):
+        scaled_dot_product_attention(q, k, k)
+
+
+@pytest.mark.parametrize(
+    ("k_shape", "what"),
+    [((3, 8, 5, 4), "batch size"), ((2, 4, 5, 4), "head count")],
+)
+def test_bad_sdpa_leading_dimensions(k_shape, what):
+    q = torch.randn(2, 8, 5, 4)  # (B, nh, T, hs)
+    k = torch.randn(k_shape)
+    match = (
+        r"q, k and v must have the same leading \(batch, head\) dimensions.*"
+        rf"got q \(2, 8, 5, 4\), k {re.escape(str(k_shape))}, v"
+    )
+    with pytest.raises(ValueError, match=match):
+        scaled_dot_product_attention(q, k, k)
+
+
+def test_sdpa_leading_dimensions_broadcast():
+    # one key/value head shared by all query heads (multi-query attention)
+    torch.manual_seed(0)
+    q, kv = torch.randn(2, 8, 5, 4), torch.randn(2, 1, 5, 4)
+    out, weights = scaled_dot_product_attention(q, kv, kv)
+    ref = F.scaled_dot_product_attention(
+        q, kv.expand(2, 8, 5, 4), kv.expand(2, 8, 5, 4)
+    )
+    torch.testing.assert_close(out, ref)
+    assert weights.shape == (2, 8, 5, 5)
+
+
 def test_bad_from_torch_type():
     with pytest.raises(TypeError, match="mha must be a torch.nn.MultiheadAttention"):
         MultiHeadAttention.from_torch(nn.Linear(4, 4))
@@ -354,6 +416,15 @@ def test_bad_from_torch_kdim():
     mha = nn.MultiheadAttention(8, 2, kdim=4, vdim=4, batch_first=True)
     with pytest.raises(ValueError, match="kdim == vdim == embed_dim"):
         MultiHeadAttention.from_torch(mha)
+
+
+def test_sdpa_mixed_dtypes_allowed_under_autocast():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    want, _ = scaled_dot_product_attention(q, k, k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = scaled_dot_product_attention(q.bfloat16(), k, k)
+    torch.testing.assert_close(out.float(), want, rtol=0.05, atol=0.05)
 
 
 def test_autocast_accepts_lower_precision_input():

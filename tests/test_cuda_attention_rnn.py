@@ -71,6 +71,15 @@ def test_mha_gradients_match_torch_on_cuda():
     torch.testing.assert_close(ours.in_proj.weight.grad, ref.in_proj_weight.grad, **TOL)
 
 
+def test_sdpa_inputs_on_two_devices_give_a_clear_error():
+    q = torch.randn(2, 4, 5, 8, device=DEV)
+    k = torch.randn(2, 4, 5, 8)  # on the CPU
+    with pytest.raises(ValueError, match=r"same device; got q on cuda:0, k on cpu"):
+        scaled_dot_product_attention(q, k, k)
+    with pytest.raises(TypeError, match="same dtype; got q torch.float16"):
+        scaled_dot_product_attention(q.half(), q, q)
+
+
 @pytest.mark.parametrize(
     "ours_cls,torch_cls", [(LSTM, nn.LSTM), (RNN, nn.RNN), (GRU, nn.GRU)]
 )

@@ -9,11 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
+from transformers import GPT2Config, GPT2LMHeadModel
 
-from lmbook.gpt import GPT, GPTConfig, sample_logits
-
-transformers = pytest.importorskip("transformers")
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from lmbook.gpt import GPT, GPTConfig, KVCache, sample_logits
 
 V, L = 101, 32  # vocab_size and block_size of the tiny test models
 SHAPES = [(2, 32), (4, 64)]  # (n_head, n_embd)
@@ -191,9 +189,11 @@ def test_gpt2_presets_match_hf_parameter_counts():
                 )
             )
         total = sum(p.numel() for p in hf.parameters())
-        assert gpt.num_parameters(non_embedding=False) == total
+        assert gpt.num_parameters() == total == hf.num_parameters()  # 124M, 355M
         emb = config.vocab_size * config.n_embd + config.block_size * config.n_embd
-        assert gpt.num_parameters() == total - emb
+        assert gpt.num_parameters(non_embedding=True) == total - emb
+        assert gpt.num_parameters(exclude_embeddings=True) == total - emb
+        assert hf.num_parameters(exclude_embeddings=True) == total - emb
     assert GPTConfig.from_preset("gpt2").n_layer == 12
 
 
@@ -298,6 +298,95 @@ def test_from_pretrained_reads_sharded_checkpoints(tmp_path):
         torch.testing.assert_close(got, gpt(idx)[0], atol=0, rtol=0)
 
 
+@settings(max_examples=12, deadline=None, database=None)
+@given(
+    bias=st.booleans(),
+    activation=st.sampled_from(["gelu", "gelu_tanh"]),
+    dropout=st.sampled_from([0.0, 0.1, 0.25]),
+    n_layer=st.integers(1, 3),
+    n_head=st.sampled_from([1, 2, 4]),
+    block_size=st.integers(4, 40),
+    vocab_size=st.integers(2, 300),
+)
+def test_every_config_field_round_trips(
+    tmp_path_factory, bias, activation, dropout, n_layer, n_head, block_size, vocab_size
+):
+    config = GPTConfig(
+        vocab_size, block_size, n_layer, n_head, 8 * n_head, dropout, bias, activation
+    )
+    gpt = GPT(config)
+    path = tmp_path_factory.mktemp("ckpt")
+    gpt.save_pretrained(path)
+    loaded = GPT.from_pretrained(path)
+    assert loaded.config == config  # bias=False used to come back as True
+    assert loaded.num_parameters() == gpt.num_parameters()
+    idx = torch.randint(0, vocab_size, (2, min(5, block_size)))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(idx)[0], gpt.eval()(idx)[0])
+
+
+def test_bias_free_checkpoint_still_loads_in_transformers(tmp_path):
+    gpt = make_gpt(3, bias=False)
+    gpt.save_pretrained(tmp_path)
+    hf = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    idx = tokens(3, 2, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, gpt(idx)[0], atol=1e-5, rtol=1e-4)
+    sd = load_file(tmp_path / "model.safetensors")  # nonzero biases contradict it
+    sd["transformer.h.0.ln_1.bias"] = torch.ones_like(sd["transformer.h.0.ln_1.bias"])
+    save_file(sd, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"h\.0\.ln_1\.bias is nonzero.*bias=false"):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_untied_lm_head_is_refused_naming_both_tensors(tmp_path):
+    make_gpt(4).save_pretrained(tmp_path)
+    sd = load_file(tmp_path / "model.safetensors")
+    sd["lm_head.weight"] = sd["transformer.wte.weight"] + 0.5
+    save_file(sd, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="lm_head.weight differs from transformer.wte"):
+        GPT.from_pretrained(tmp_path)
+    sd["lm_head.weight"] = sd["transformer.wte.weight"].clone()  # equal: fine
+    save_file(sd, tmp_path / "model.safetensors")
+    GPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "shard", ["../outside.safetensors", "sub/model.safetensors", "/etc/passwd", ".."]
+)
+def test_shard_names_cannot_leave_the_folder(tmp_path, shard):
+    make_gpt(5).save_pretrained(tmp_path)
+    os.remove(tmp_path / "model.safetensors")
+    index = {"weight_map": {"transformer.wte.weight": shard}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="is not a plain file name"):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_save_pretrained_keeps_other_files_and_leaves_no_temporaries(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "README.md").write_text("card")
+    make_gpt(6).save_pretrained(folder)
+    make_gpt(7).save_pretrained(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no .tmp leftovers
+    assert (folder / "README.md").read_text() == "card"
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        make_gpt().save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(old)
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o750
+
+
 @pytest.fixture
 def ckpt(tmp_path):
     make_gpt(11).save_pretrained(tmp_path)
@@ -374,7 +463,7 @@ def test_from_pretrained_rejects_file_path(ckpt):
 
 
 def test_save_pretrained_rejects_file_path(ckpt):
-    with pytest.raises(ValueError, match="exists and is not a directory"):
+    with pytest.raises(ValueError, match="exists and is a file; expected a folder"):
         make_gpt().save_pretrained(ckpt / "config.json")
 
 
@@ -393,20 +482,102 @@ def test_cached_and_uncached_greedy_agree(seed, T, new):
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
-def test_decode_step_gives_the_logits_of_forward(bias, activation):
+def test_kv_cache_gives_the_logits_of_forward(bias, activation):
     gpt = make_gpt(8, n_head=4, n_embd=64, bias=bias, activation=activation)
     idx = tokens(8, 3, 20)
     with torch.no_grad():
         ref = gpt(idx)[0]  # (B, T, V)
-        shape = (2, 3, 4, L, 16)  # (n_layer, B, nh, L, hs)
-        cache = (torch.full(shape, float("nan")), torch.full(shape, float("nan")))
-        layers = gpt._decode_layers(cache)
-        gpt._hidden(idx[:, :5], cache, 0)  # prefill positions 0..4
+        cache = KVCache(gpt.config, batch_size=3, max_len=L)
+        cache.keys.fill_(float("nan"))
+        logits = gpt(idx[:, :5], kv_cache=cache)[0]  # prefill positions 0..4
+        # float32 sums over <= 64 terms in another order: rtol 1e-4 covers it
+        torch.testing.assert_close(logits, ref[:, :5], atol=1e-5, rtol=1e-4)
         for pos in range(5, 20):  # then one position at a time
-            logits = gpt._decode_step(idx[:, pos], layers, pos)
-            torch.testing.assert_close(logits, ref[:, pos], atol=1e-5, rtol=1e-5)
-    assert not cache[0][:, :, :, :20].isnan().any()  # every position was written
-    assert cache[0][:, :, :, 20:].isnan().all()  # and nothing beyond
+            logits = gpt(idx[:, pos : pos + 1], kv_cache=cache)[0]
+            torch.testing.assert_close(logits[:, 0], ref[:, pos], atol=1e-5, rtol=1e-4)
+    assert cache.length == 20
+    assert not cache.keys[:, :, :, :20].isnan().any()  # every position was written
+    assert cache.keys[:, :, :, 20:].isnan().all()  # and nothing beyond
+
+
+def test_kv_cache_rejects_overflow_and_other_shapes():
+    gpt = make_gpt()
+    cache = KVCache(gpt.config, batch_size=1, max_len=4)
+    gpt(tokens(0, 1, 3), kv_cache=cache)
+    with pytest.raises(
+        ValueError,
+        match="T=2 tokens after 3 cached ones but the cache holds 4",
+    ):
+        gpt(tokens(0, 1, 2), kv_cache=cache)
+    with pytest.raises(ValueError, match=r"kv_cache holds batch 1.*idx is \(2, 1\)"):
+        gpt(tokens(0, 2, 1), kv_cache=cache)
+    with pytest.raises(TypeError, match="kv_cache must be a KVCache, got tuple"):
+        gpt(tokens(0, 1, 1), kv_cache=(1, 2))
+    with pytest.raises(ValueError, match=r"max_len must be in \[1, 32\], got 33"):
+        KVCache(gpt.config, batch_size=1, max_len=L + 1)
+
+
+def _lower_first_logit(module, args, output):
+    """A forward hook that changes what an attention projection returns."""
+    output = output.clone()
+    output[..., 0] -= 3.0
+    return output
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forward_hooks_change_cached_and_uncached_generation_alike(seed):
+    gpt = make_gpt(seed, std=0.15)
+    idx = tokens(seed, 2, 6)
+    before = gpt.generate(idx, 20, temperature=0)
+    handles = [
+        block.attn.c_proj.register_forward_hook(_lower_first_logit)
+        for block in gpt.transformer.h
+    ]
+    calls = []
+    handles.append(
+        gpt.transformer.h[1].mlp.register_forward_hook(lambda m, a, o: calls.append(1))
+    )
+    cached = gpt.generate(idx, 20, temperature=0)
+    n_cached = len(calls)
+    uncached = gpt.generate(idx, 20, temperature=0, use_cache=False)
+    for h in handles:
+        h.remove()
+    assert torch.equal(cached, uncached)
+    assert not torch.equal(cached, before)  # the hook did change the output
+    assert n_cached == 20  # the hooked module ran for every generated token
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_peft_lora_generates_the_same_with_and_without_cache(seed):
+    import peft  # a test dependency (requirements-dev.txt): never skipped
+
+    gpt = make_gpt(seed, std=0.15)
+    idx = tokens(seed, 2, 6)
+    plain = gpt.generate(idx, 15, temperature=0)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"])
+    model = peft.get_peft_model(gpt, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # give B nonzero values, so the adapters change outputs
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    wrapped = model.base_model.model
+    assert type(wrapped.transformer.h[0].attn.c_attn).__module__.startswith("peft")
+    cached = wrapped.generate(idx, 15, temperature=0)
+    uncached = wrapped.generate(idx, 15, temperature=0, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert not torch.equal(cached, plain)  # the adapters are on the path
+
+
+def test_forward_makes_no_data_dependent_check_off_the_cpu():
+    """On CUDA a range check would wait for the device; on "meta" it would fail."""
+    with torch.device("meta"):
+        gpt = GPT(GPTConfig(V, L, n_layer=1, n_head=2, n_embd=16))
+        idx = torch.zeros(2, 5, dtype=torch.long)
+        logits, loss = gpt(idx, idx)  # any .item() / bool(tensor) here raises
+    assert logits.shape == (2, 5, V) and loss.shape == ()
+    with pytest.raises(ValueError, match="outside"):  # on the CPU it is checked
+        make_gpt()(torch.full((1, 2), V))
 
 
 def test_greedy_is_argmax_of_cropped_context():
@@ -478,7 +649,7 @@ def test_generate_samples_only_allowed_tokens(top_k, top_p):
 @settings(max_examples=30, deadline=None, database=None)
 @given(
     seed=st.integers(0, 2**16),
-    top_k=st.one_of(st.none(), st.integers(1, 30)),
+    top_k=st.one_of(st.none(), st.integers(1, 20)),
     top_p=st.one_of(st.none(), st.floats(0.01, 1.0)),
     scale=st.floats(0.1, 10.0),
 )
@@ -494,8 +665,12 @@ def test_sample_logits_stays_in_allowed_set(seed, top_k, top_p, scale):
 
 def test_tiny_temperature_approaches_greedy():
     logits = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
-    for t in (1e-8, 1e-30):  # no overflow to inf / NaN
+    for t in (1e-8, 1e-30, 1e-50, 5e-324):  # no overflow to inf / NaN
         assert torch.equal(sample_logits(logits, t), logits.argmax(-1))
+    gpt = make_gpt()
+    idx = tokens(0, 2, 4)
+    greedy = gpt.generate(idx, 5, temperature=0)
+    assert torch.equal(gpt.generate(idx, 5, temperature=1e-50), greedy)
 
 
 def test_seeded_generation_is_reproducible():
@@ -545,11 +720,13 @@ def test_training_steps_reduce_loss():
     "kwargs,error,match",
     [
         (dict(n_embd=30, n_head=4), ValueError, "n_embd must be divisible by n_head"),
-        (dict(vocab_size=0), ValueError, r"vocab_size must be in \[1"),
-        (dict(n_layer=2.0), TypeError, "n_layer must be int, got float"),
-        (dict(block_size=True), TypeError, "block_size must be int, got bool"),
+        (dict(vocab_size=0), ValueError, r"vocab_size must be >= 1, got 0"),
+        (dict(n_layer=2.0), TypeError, "n_layer must be an int, got float"),
+        (dict(block_size=True), TypeError, "block_size must be an int, got bool"),
+        (dict(block_size=10**9), ValueError, r"block_size must be in \[1, 1048576\]"),
         (dict(dropout=1.0), ValueError, r"dropout must be in \[0.0, 1.0\), got 1.0"),
-        (dict(dropout="0.1"), TypeError, "dropout must be float, got str"),
+        (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0.0, 1.0\)"),
+        (dict(dropout="0.1"), TypeError, "dropout must be a float, got str"),
         (dict(bias=1), TypeError, "bias must be a bool, got int"),
         (dict(activation="relu"), ValueError, "activation must be one of 'gelu', "),
         (dict(activation=None), TypeError, "activation must be a str, got NoneType"),
@@ -587,6 +764,7 @@ def test_gpt_rejects_non_config():
         (torch.zeros(2, 3), TypeError, "idx must hold token ids as torch.int64"),
         (torch.zeros(5, dtype=torch.long), ValueError, r"shape \(B, T\).*got \(5,\)"),
         (torch.zeros(2, 0, dtype=torch.long), ValueError, r"T >= 1, got \(2, 0\)"),
+        (torch.zeros(0, 3, dtype=torch.long), ValueError, r"B >= 1.*got \(0, 3\)"),
         (torch.full((1, 3), V), ValueError, r"outside \[0, vocab_size=101\).*max 101"),
         (torch.full((1, 3), -1), ValueError, r"outside \[0, vocab_size=101\).*min -1"),
         (torch.zeros(1, L + 1, dtype=torch.long), ValueError, "T=33.*block_size is 32"),
@@ -614,11 +792,13 @@ def test_forward_rejects_bad_targets(targets, error, match):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(max_new_tokens=-1), ValueError, r"max_new_tokens must be in \[0"),
-        (dict(max_new_tokens=2.5), TypeError, "max_new_tokens must be int"),
-        (dict(temperature=-0.5), ValueError, r"temperature must be in \[0.0, inf\)"),
-        (dict(temperature=float("nan")), ValueError, "temperature must be in"),
-        (dict(top_k=0), ValueError, r"top_k must be in \[1, inf\), got 0"),
+        (dict(max_new_tokens=-1), ValueError, r"max_new_tokens must be >= 0, got -1"),
+        (dict(max_new_tokens=2.5), TypeError, "max_new_tokens must be an int"),
+        (dict(temperature=-0.5), ValueError, r"temperature must be >= 0.0, got -0.5"),
+        (dict(temperature=float("nan")), ValueError, "temperature must be >= 0.0"),
+        (dict(temperature=float("inf")), ValueError, "temperature must be >= 0.0"),
+        (dict(top_k=0), ValueError, r"top_k must be >= 1, got 0"),
+        (dict(top_k=V + 1), ValueError, "top_k must be at most the vocabulary size"),
         (dict(top_p=0.0), ValueError, r"top_p must be in \(0.0, 1.0\], got 0.0"),
         (dict(top_p=1.5), ValueError, r"top_p must be in \(0.0, 1.0\], got 1.5"),
         (dict(generator=0), TypeError, "generator must be a torch.Generator"),
@@ -638,6 +818,10 @@ def test_generate_rejects_bad_idx():
 def test_sample_logits_rejects_bad_logits():
     with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
         sample_logits(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
+        sample_logits(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="top_k must be at most the vocabulary size 3"):
+        sample_logits(torch.zeros(2, 3), top_k=4)
     with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
         sample_logits(torch.zeros(1, 3, dtype=torch.long))
 
