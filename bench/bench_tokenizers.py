@@ -1,9 +1,10 @@
-"""Benchmark lmbook's BPE against a naive trainer and Hugging Face `tokenizers`.
+"""Benchmark lmbook's two BPE trainers, and lmbook against Hugging Face `tokenizers`.
 
 Ratios, measured side by side in one process (medians of interleaved runs):
-  naive / ours    training time of a BPE that recounts every pair before each
-                  merge (Sennrich et al.'s Algorithm 1) over lmbook's incremental
-                  trainer, with GPT-2's pre-split and with none (merges checked equal);
+  ref / fast      training time of lmbook's reference trainer, which recounts every
+                  pair before each merge (Sennrich et al.'s Algorithm 1), over its
+                  fast incremental one (`BPETokenizer.train`'s `method`), with
+                  GPT-2's pre-split and with none (merges checked equal);
   ours / HF       training, and encoding with the same merges, against the Rust
                   `tokenizers` library (2 threads), which is what to use in practice;
   batches/s       lmbook.batching.TokenBatchSampler on --device for the encoded text.
@@ -28,7 +29,7 @@ from timing import measure  # noqa: E402  (bench/timing.py)
 from lmbook import get_device, load_text  # noqa: E402
 from lmbook.batching import TokenBatchSampler  # noqa: E402
 from lmbook.tokenizers import BPETokenizer  # noqa: E402
-from tests.reference_bpe import hf_tokenizer, naive_bpe  # noqa: E402
+from tests.reference_bpe import hf_tokenizer  # noqa: E402
 
 
 def hf_train(text: str, vocab_size: int):
@@ -57,24 +58,24 @@ def main() -> None:
     print(f"device={device} text={n_chars:,} chars vocab_size={vocab_size} reps={reps}")
 
     for pattern in ("gpt2", None):
-        tok = BPETokenizer(pattern)
-        chunks = tok.pre_tokenize(text)
+        fast, ref = BPETokenizer(pattern), BPETokenizer(pattern)
         n = vocab_size - 256
         if pattern is None and not args.quick:
-            n = 64  # the naive trainer rescans the whole text for every merge
+            n = 64  # the reference trainer rescans the whole text for every merge
+        size = 256 + n
         t = measure(
             {
-                "ours": lambda: tok.train(text, 256 + n),  # noqa: B023
-                "naive": lambda: naive_bpe(chunks, n),  # noqa: B023
+                "fast": lambda: fast.train(text, size, method="fast"),  # noqa: B023
+                "ref": lambda: ref.train(text, size, method="reference"),  # noqa: B023
             },
             reps,
             device,
             warmup=1,
         )[0]  # wall-clock medians
-        assert tok.merges == naive_bpe(chunks, n)[0], "the merges differ"
+        assert fast.merges == ref.merges, "the merges differ"
         print(
-            f"train pattern={pattern!s:5} merges={n:3}: ours {t['ours']:.3f} s, "
-            f"naive {t['naive']:.3f} s, naive/ours = {t['naive'] / t['ours']:.1f}x"
+            f"train pattern={pattern!s:5} merges={n:3}: fast {t['fast']:.3f} s, "
+            f"reference {t['ref']:.3f} s, ref/fast = {t['ref'] / t['fast']:.1f}x"
         )
 
     tok = BPETokenizer().train(text, vocab_size)

@@ -1,19 +1,17 @@
-"""Reference byte-level BPE, written independently of lmbook, for tests and bench.
+"""Helpers for the BPE tests and bench, written independently of lmbook.
 
-Also `hf_tokenizer`: a Hugging Face `tokenizers` BPE with the merges of an lmbook
-BPETokenizer, to compare encodings with the library the field uses.
-
-The slow, obviously correct algorithm: recount every pair before each merge
-(Sennrich et al., 2016, Algorithm 1), with lmbook's tie-break (most frequent pair,
-then the smallest pair of ids).
+`naive_encode`: minbpe's encoder, which repeatedly merges the adjacent pair of
+lowest rank, to check `BPETokenizer.encode`. `hf_tokenizer`: a Hugging Face
+`tokenizers` BPE with the merges of an lmbook BPETokenizer, to compare encodings
+with the library the field uses. The readable BPE trainer (Sennrich et al., 2016,
+Algorithm 1) is not here: lmbook ships it as `lmbook.tokenizers.train_bpe_reference`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 
 def merge_ids(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """`ids` with each occurrence of `pair`, left to right, replaced by `new_id`."""
     out, i = [], 0
     while i < len(ids):
         if ids[i : i + 2] == list(pair):
@@ -23,26 +21,6 @@ def merge_ids(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
             out.append(ids[i])
             i += 1
     return out
-
-
-def naive_bpe(chunks: list[str], n_merges: int):
-    """Recount every pair before each merge (Sennrich et al.'s Algorithm 1)."""
-    words = Counter(tuple(c.encode("utf-8")) for c in chunks)
-    merges = []
-    for k in range(n_merges):
-        counts = Counter()
-        for w, n in words.items():
-            for pair in zip(w, w[1:], strict=False):
-                counts[pair] += n
-        if not counts:
-            break
-        best = min(counts, key=lambda p: (-counts[p], p))  # most frequent, smallest
-        merges.append(best)
-        new = Counter()
-        for w, n in words.items():
-            new[tuple(merge_ids(list(w), best, 256 + k))] += n
-        words = new
-    return merges, set(words)
 
 
 def naive_encode(data: bytes, merges: list[tuple[int, int]]) -> list[int]:

@@ -1,25 +1,34 @@
-"""lmbook.tokenizers: round trips (hypothesis), BPE against a naive reference trainer,
-a hand-worked example and Hugging Face's BPE, file formats, and bad input."""
+"""lmbook.tokenizers: round trips (hypothesis), the fast BPE trainer against the
+readable reference one, a hand-worked example and Hugging Face's BPE, file formats,
+and bad input."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 import warnings
+from collections import Counter
 
 import pytest
+import regex
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lmbook.data import DataUnavailableError, data_path
 from lmbook.tokenizers import (
     GPT2_SPLIT_PATTERN,
     STDLIB_SPLIT_PATTERN,
     BPETokenizer,
     CharTokenizer,
     UnknownCharacterError,
+    train_bpe_fast,
+    train_bpe_reference,
 )
-from tests.reference_bpe import hf_tokenizer, naive_bpe, naive_encode
+from tests.conftest import skip_or_fail
+from tests.reference_bpe import hf_tokenizer, merge_ids, naive_encode
 
 SAMPLE = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -29,12 +38,32 @@ SAMPLE = (
 )
 
 
-# --- reference implementations, written independently of lmbook ------------------
-
-
 @pytest.fixture(scope="module")
 def bpe() -> BPETokenizer:
     return BPETokenizer().train(SAMPLE, 330)
+
+
+@pytest.fixture(scope="module")
+def shakespeare() -> str:
+    """The first 20,000 characters of Tiny Shakespeare (from $LMBOOK_DATA_DIR)."""
+    try:
+        path = data_path("tinyshakespeare", download_if_missing=False)
+    except DataUnavailableError as err:
+        skip_or_fail(str(err))
+    return path.read_text(encoding="utf-8")[:20_000]
+
+
+def word_counts(tok: BPETokenizer, text: str) -> dict[bytes, int]:
+    """What `BPETokenizer.train` gives the trainers: chunk bytes -> count."""
+    return {c.encode(): n for c, n in Counter(tok.pre_tokenize(text)).items()}
+
+
+def segment(data: bytes, merges: list[tuple[int, int]]) -> tuple[int, ...]:
+    """`data` after applying every merge in training order, as training does."""
+    ids = list(data)
+    for k, pair in enumerate(merges):
+        ids = merge_ids(ids, pair, 256 + k)
+    return tuple(ids)
 
 
 # --- CharTokenizer -----------------------------------------------------------------
@@ -168,23 +197,55 @@ def test_bpe_hand_worked_example(pattern):
     text=st.text(alphabet="ab c\n'é", max_size=80),
     n_merges=st.integers(1, 25),
     pattern=st.sampled_from(["gpt2", None]),
+    method=st.sampled_from(["fast", "reference"]),
 )
-def test_bpe_training_matches_naive_reference(text, n_merges, pattern):
+def test_bpe_training_matches_the_reference_trainer(text, n_merges, pattern, method):
     tok = BPETokenizer(pattern)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # running out of pairs is expected here
-        tok.train(text, 256 + n_merges)
-    chunks = tok.pre_tokenize(text)
-    merges, words = naive_bpe(chunks, n_merges)
-    assert tok.merges == merges
+        tok.train(text, 256 + n_merges, method=method)
+    words = word_counts(tok, text)
+    assert tok.merges == train_bpe_reference(words, n_merges)
     # encoding a training chunk gives its segmentation at the end of training
-    assert {tuple(tok.encode(c)) for c in chunks} == words
+    chunks = tok.pre_tokenize(text)
+    assert [tuple(tok.encode(c)) for c in chunks] == [
+        segment(c.encode(), tok.merges) for c in chunks
+    ]
 
 
-def test_bpe_training_matches_reference_on_real_text():
-    text = SAMPLE * 2
-    tok = BPETokenizer().train(text, 300)
-    assert tok.merges == naive_bpe(tok.pre_tokenize(text), 44)[0]
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.dictionaries(
+        st.lists(st.sampled_from(b"ab\x00\xc3 "), max_size=9).map(bytes),
+        st.integers(1, 6),
+        max_size=12,
+    ),
+    n_merges=st.integers(0, 30),
+)
+def test_fast_trainer_learns_the_reference_merges(words, n_merges):
+    fast = train_bpe_fast(words, n_merges)
+    assert fast == train_bpe_reference(words, n_merges)
+    assert len(fast) <= n_merges and len(set(fast)) == len(fast)
+
+
+@pytest.mark.parametrize("pattern, n_merges", [("gpt2", 200), (None, 40)])
+def test_fast_and_reference_trainers_agree_on_shakespeare(
+    shakespeare, pattern, n_merges
+):
+    fast = BPETokenizer(pattern).train(shakespeare, 256 + n_merges, method="fast")
+    ref = BPETokenizer(pattern).train(shakespeare, 256 + n_merges, method="reference")
+    assert len(fast.merges) == n_merges
+    assert fast.merges == ref.merges
+    assert fast.encode(shakespeare) == ref.encode(shakespeare)
+
+
+@pytest.mark.parametrize("trainer", [train_bpe_fast, train_bpe_reference])
+def test_trainers_break_ties_by_the_smallest_pair(trainer):
+    # (c, d) and (a, b) tie at 3 occurrences: the smaller pair (97, 98) goes first.
+    # "aaa" holds (a, a) twice (overlapping), and it is merged left to right.
+    merges = trainer({b"cd": 3, b"ab": 3, b"aaa": 1}, 3)
+    assert merges == [(97, 98), (99, 100), (97, 97)]
+    assert segment(b"aaa", merges) == (258, 97)
 
 
 @settings(max_examples=40, deadline=None)
@@ -243,14 +304,12 @@ def test_bpe_save_load_round_trip(tmp_path, bpe):
 
 def test_bpe_matches_hugging_face_with_the_same_merges(bpe):
     pytest.importorskip("tokenizers")
-    pytest.importorskip("regex")  # our default pattern is GPT-2's only with `regex`
     hf = hf_tokenizer(bpe)
     text = SAMPLE + " it's 2024's \u00a0x  \n\n y"
     assert hf.encode(text).ids == bpe.encode(text)
 
 
 def test_stdlib_pattern_agrees_with_gpt2_pattern():
-    regex = pytest.importorskip("regex")
     ours, gpt2 = re.compile(STDLIB_SPLIT_PATTERN), regex.compile(GPT2_SPLIT_PATTERN)
 
     @settings(max_examples=300, deadline=None)
@@ -270,8 +329,9 @@ def test_stdlib_pattern_agrees_with_gpt2_pattern():
         assert ours.findall(s) != gpt2.findall(s)
 
 
-def test_bpe_verbose_reports_each_merge(capsys):
-    BPETokenizer(None).train("aaabdaaabac", 259, verbose=True)
+@pytest.mark.parametrize("method", ["fast", "reference"])
+def test_bpe_verbose_reports_each_merge(capsys, method):
+    BPETokenizer(None).train("aaabdaaabac", 259, verbose=True, method=method)
     out = capsys.readouterr().out
     assert "merge 1: (97, 97) -> 256 b'aa' (4 times)" in out
     assert "merge 3: (256, 257) -> 258 b'aaab' (2 times)" in out
@@ -292,14 +352,45 @@ def test_pre_tokenize_splits_like_gpt2():
     assert BPETokenizer(None).pre_tokenize("a b") == ["a b"]
 
 
-def test_bpe_stops_early_with_a_warning():
+@pytest.mark.parametrize("method", ["fast", "reference"])
+def test_bpe_stops_early_with_a_warning(method):
     with pytest.warns(UserWarning, match="no pairs left to merge after 1 merges"):
-        tok = BPETokenizer(None).train("ab", 300)
+        tok = BPETokenizer(None).train("ab", 300, method=method)
     assert tok.vocab_size == 257
 
 
+def test_bpe_unknown_training_method():
+    with pytest.raises(ValueError, match="method must be one of 'fast', 'reference'"):
+        BPETokenizer().train("abc", 300, method="slow")
+
+
+@pytest.mark.parametrize("trainer", [train_bpe_fast, train_bpe_reference])
+@pytest.mark.parametrize(
+    "words, n_merges, error, match",
+    [
+        (["ab"], 1, TypeError, "words must be a mapping of bytes to counts, got list"),
+        ({"ab": 1}, 1, TypeError, "words must have bytes keys, got str 'ab'"),
+        ({b"ab": 0}, 1, ValueError, r"words\[b'ab'\] must be >= 1, got 0"),
+        ({b"ab": 1.0}, 1, TypeError, r"words\[b'ab'\] must be an int, got float"),
+        ({b"ab": 1}, -1, ValueError, "n_merges must be >= 0, got -1"),
+    ],
+)
+def test_trainers_reject_bad_arguments(trainer, words, n_merges, error, match):
+    with pytest.raises(error, match=match):
+        trainer(words, n_merges)
+
+
+def test_gpt2_pattern_without_regex_is_an_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "regex", None)  # `import regex` now fails
+    with pytest.raises(ImportError, match=r"pattern='gpt2'.*'regex'.*regex>=2023"):
+        BPETokenizer("gpt2")
+    with pytest.raises(ImportError, match=r"pattern=.*w\+.*'regex'.*with it"):
+        BPETokenizer(r"\w+")
+    assert BPETokenizer(None).train("aaab", 257).merges == [(97, 97)]
+
+
 def test_bpe_vocab_size_too_small():
-    with pytest.raises(ValueError, match="vocab_size must be >= 256.*got 100"):
+    with pytest.raises(ValueError, match="vocab_size must be >= 256, got 100"):
         BPETokenizer().train("abc", 100)
 
 
@@ -366,9 +457,39 @@ def test_save_failure_keeps_the_previous_file(tmp_path, monkeypatch, bpe):
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("lmbook.tokenizers.os.replace", fail)
+    monkeypatch.setattr("lmbook.fileio.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         bpe.save(path)
     monkeypatch.undo()
     assert BPETokenizer.load(path).merges == []
     assert [p.name for p in tmp_path.iterdir()] == ["bpe.json"]
+
+
+@pytest.mark.parametrize("cls", [CharTokenizer, BPETokenizer])
+def test_save_to_a_folder_names_the_argument(tmp_path, cls):
+    tok = CharTokenizer.from_text("ab") if cls is CharTokenizer else BPETokenizer()
+    with pytest.raises(ValueError, match=r"path '.*' is a folder; expected a file"):
+        tok.save(tmp_path)
+    with pytest.raises(ValueError, match=r"path '.*nowhere.*' cannot be written"):
+        tok.save(tmp_path / "nowhere" / "tok.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cls", [CharTokenizer, BPETokenizer])
+def test_load_a_folder_or_a_missing_file_names_the_argument(tmp_path, cls):
+    with pytest.raises(ValueError, match=r"path '.*' is a folder; expected a lmbook"):
+        cls.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"path '.*missing.json' does not"):
+        cls.load(tmp_path / "missing.json")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_saved_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        BPETokenizer().save(tmp_path / "bpe.json")
+        CharTokenizer.from_text("ab").save(tmp_path / "chars.json")
+    finally:
+        os.umask(old)
+    for name in ("bpe.json", "chars.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
