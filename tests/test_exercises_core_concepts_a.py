@@ -64,18 +64,40 @@ def _independent(name: str):
     raise AssertionError(name)
 
 
+# The rounded answers the chapter's solutions show, as a reader would type them.
+ROUNDED = {
+    "chinchilla-tokens": [1.83e12, 1_830_000_000_000],
+    "kaplan-factor": [4.0, 4],
+    "embedding-lookup-shape": [(4, 16, 32)],
+    "minilm-embedding-params": [11_720_448, 30522 * 384],
+}
+
 # Answers a reader might plausibly give by mistake.
 WRONG = {
     "chinchilla-tokens": [
         math.sqrt(1e24 / 120),  # the parameters N instead of the tokens D
         1e24 / 6,  # N D, not D
-        1.05 * 20 * math.sqrt(1e24 / 120),  # 5% off
+        20 * math.sqrt(1e24 / 6),  # forgot D = 20 N inside C = 6 N D
+        1.8e12,  # too few figures
         "a lot",
         None,
     ],
-    "kaplan-factor": [0.9 ** (-0.076), 1 / 0.9, 2.0, 0.9 ** (1 / 0.076), [4.0, 4.0]],
+    "kaplan-factor": [
+        0.9 ** (-0.076),  # k^alpha instead of k^(-1/alpha)
+        1 / 0.9,
+        0.9 ** (1 / 0.076),  # the sign of the exponent
+        math.log(0.9) / -0.076,  # forgot to exponentiate: ln k, not k
+        [4.0, 4.0],
+    ],
     "embedding-lookup-shape": [(4, 16), (4, 16, 65), (65, 32), (16, 4, 32), 32, "4x16"],
-    "minilm-embedding-params": [30522, 384, 30522 * 384 + 384, 22_713_216, 30000 * 384],
+    "minilm-embedding-params": [
+        30522,
+        384,
+        30522 * 384 + 384,  # a bias the embedding does not have
+        22_713_216,  # the whole model
+        30000 * 384,  # a rounded vocabulary
+        11_720_000,  # rounded: a count must be exact
+    ],
 }
 
 
@@ -131,9 +153,11 @@ def test_shape_accepted_in_other_forms(answer):
     assert ex.check("embedding-lookup-shape", answer, quiet=True) is True
 
 
-def test_rounded_answers_accepted():
-    assert ex.check("chinchilla-tokens", 1.83e12, quiet=True) is True
-    assert ex.check("kaplan-factor", 4.0, quiet=True) is True
+@pytest.mark.parametrize(
+    ("name", "answer"), [(n, a) for n, answers in ROUNDED.items() for a in answers]
+)
+def test_rounded_answer_accepted(name, answer, capsys):
+    assert_accepted(name, answer, capsys)
 
 
 @pytest.mark.parametrize(

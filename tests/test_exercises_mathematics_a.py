@@ -38,15 +38,55 @@ REFERENCE = {
     "backprop-scalar": _backprop_scalar(),
 }
 
-WRONG = {
-    "tanh-derivative-at-0": 0.0,  # tanh(0) itself, not its derivative
-    "gelu-at-1": 0.5 * (1 + math.tanh(math.sqrt(2 / math.pi) * 1.044715)) + 0.01,
-    "softmax-temperature": list(_softmax([2.0, 1.0, 0.1])),  # forgot T
-    "perplexity-uniform": [65.0, math.log(65)],  # bpc in nats
-    "sequence-perplexity": [math.log(64), math.log(64) / 3, 4.0],  # sign
-    "gd-critical-lr": 2 / 3,  # used a = 3
-    "backprop-scalar": _backprop_scalar()[::-1],
+# The rounded answers the chapter's solutions show, as a reader would type them.
+ROUNDED = {
+    "tanh-derivative-at-0": [1, 1.0],
+    "gelu-at-1": [0.841, 0.8413],
+    "softmax-temperature": [[0.864, 0.117, 0.0193]],
+    "perplexity-uniform": [[65, 6.02]],
+    "sequence-perplexity": [[-4.16, 1.39, 4]],
+    "gd-critical-lr": [0.333, 0.3333],
+    "backprop-scalar": [[-0.122, -0.244, -0.0956, -0.207]],
 }
+
+
+def _backprop_without_tanh_derivative():
+    dw1, db1, dw2, db2 = _backprop_scalar()
+    h = math.tanh(0.5)
+    return [dw1 / (1 - h**2), db1 / (1 - h**2), dw2, db2]
+
+
+# Typical mistakes.
+WRONG = {
+    "tanh-derivative-at-0": [0.0, 0.25],  # tanh(0) itself; the sigmoid's slope
+    "gelu-at-1": [
+        0.5 * (1 + math.erf(1.0)),  # erf(x), forgetting the sqrt(2)
+        1 / (1 + math.exp(-1.702)),  # the sigmoid approximation x sigma(1.702 x)
+        0.84,  # too few figures
+    ],
+    "softmax-temperature": [
+        list(_softmax([2.0, 1.0, 0.1])),  # forgot T
+        list(_softmax([1.0, 0.5, 0.05])),  # multiplied by T instead of dividing
+    ],
+    "perplexity-uniform": [
+        [65.0, math.log(65)],  # bpc in nats
+        [math.log(65), math.log2(65)],  # cross-entropy, not perplexity
+    ],
+    "sequence-perplexity": [
+        [math.log(64), math.log(64) / 3, 4.0],  # sign
+        [-math.log2(64), math.log2(64) / 3, 4.0],  # log2 instead of ln
+        [-math.log(64), math.log(64), 64.0],  # forgot to divide by 3
+    ],
+    "gd-critical-lr": [2 / 3, 1 / 6, 0.33],  # a = 3; lr < 1/a; too few figures
+    "backprop-scalar": [
+        _backprop_without_tanh_derivative(),
+        [2 * g for g in _backprop_scalar()],  # dL/dy_hat = 2 (y_hat - y)
+    ],
+}
+
+
+def test_every_exercise_of_the_module_is_tested():
+    assert set(REFERENCE) == set(ROUNDED) == set(WRONG)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
@@ -54,9 +94,18 @@ def test_right_answer_is_accepted(name, capsys):
     assert_accepted(name, REFERENCE[name], capsys)
 
 
-@pytest.mark.parametrize("name", sorted(WRONG))
-def test_plausible_wrong_answer_is_rejected_without_revealing(name, capsys):
-    assert_rejected_without_revealing(name, WRONG[name], REFERENCE[name], capsys)
+@pytest.mark.parametrize(
+    ("name", "answer"), [(n, a) for n, answers in ROUNDED.items() for a in answers]
+)
+def test_rounded_answer_is_accepted(name, answer, capsys):
+    assert_accepted(name, answer, capsys)
+
+
+@pytest.mark.parametrize(
+    ("name", "answer"), [(n, a) for n, answers in WRONG.items() for a in answers]
+)
+def test_plausible_wrong_answer_is_rejected_without_revealing(name, answer, capsys):
+    assert_rejected_without_revealing(name, answer, REFERENCE[name], capsys)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

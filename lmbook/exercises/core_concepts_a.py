@@ -53,28 +53,25 @@ register(
     _chinchilla_tokens,
     "substitute D = 20 N into C = 6 N D, solve for N, then multiply by 20; the "
     "answer is a number of tokens, not of parameters.",
-    rtol=1e-2,
 )
 register(
     "kaplan-factor",
     _kaplan_factor,
     "multiplying N by k multiplies L(N) by k^(-alpha_N); set that equal to 0.9 and "
     "solve for k (take logarithms).",
-    rtol=1e-2,
+    sig=2,  # the solution gives 4.0
 )
 register(
     "embedding-lookup-shape",
     _embedding_lookup_shape,
     "the lookup replaces every id by one row of the (vocab_size, embedding_dim) "
     "matrix; give the whole shape as a tuple, e.g. (B, T, ...).",
-    rtol=0.0,
-    atol=0.0,
+    sig=None,
 )
 register(
     "minilm-embedding-params",
     _minilm_embedding_params,
     "the matrix has one row per token of the vocabulary (hf_tok.vocab_size) and one "
     "column per embedding dimension (model.config.hidden_size).",
-    rtol=0.0,
-    atol=0.5,
+    sig=None,  # a count
 )

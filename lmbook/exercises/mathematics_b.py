@@ -74,27 +74,24 @@ register(
     _mha_parameters,
     "count four d_model x d_model matrices (W^Q, W^K, W^V for all heads together, "
     "and W^O) plus one bias vector of length d_model for each.",
-    rtol=0.0,
-    atol=0.5,
+    sig=None,  # a count
 )
 register(
     "rnn-gradient-bound",
     _rnn_gradient_bound,
     "each step back in time multiplies by diag(1 - h^2) W_hh, whose norm is at "
     "most the norm of W_hh; multiply that bound once per step.",
-    rtol=1e-3,
+    sig=2,  # the solution gives 0.12
 )
 register(
     "lstm-forget-gate",
     _lstm_forget_gate,
     "c' = f * c + i * g with f = sigmoid(a_f), i = sigmoid(a_i), g = tanh(a_g); the "
     "output gate does not enter c'.",
-    rtol=1e-3,
 )
 register(
     "pe-rotation-angle",
     _pe_rotation_angle,
     "pair i turns at frequency omega_i = 1 / 10000^(2i/d); moving k positions turns "
     "it by the angle k * omega_i (in radians).",
-    rtol=1e-3,
 )
