@@ -18,13 +18,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_folder", "check_path"]
+__all__ = ["atomic_write", "atomic_folder", "check_path", "remove_stale_temps"]
 
 
 def check_path(path: object, name: str = "path") -> Path:
     """`path` as a Path, or a TypeError naming `name` when it is not path-like."""
     if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+        raise TypeError(
+            f"{name} must be a str or os.PathLike, got {type(path).__name__}"
+        )
     return Path(os.fspath(path))
 
 
@@ -73,7 +75,8 @@ def atomic_write(
         )
     if not parent.exists():
         raise ValueError(f"{name} {str(path)!r} cannot be written: no folder {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    prefix = f".{path.name}.{os.getpid()}-"  # the pid tells a live writer's file
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
     try:
         if callable(write):
             os.close(fd)
@@ -88,13 +91,54 @@ def atomic_write(
     finally:
         Path(tmp).unlink(missing_ok=True)
     fsync_dir(parent)
+    remove_stale_temps(parent, path.name)
     return path
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> None:
+    """Delete hidden temporary files that killed `atomic_write` calls left in folder.
+
+    These are files ``.<name>.<pid>-<random>.tmp`` (only those of target `name`
+    when it is given). A file whose writer process still runs is kept, so a
+    concurrent writer is never disturbed; one with no pid in its name is stale.
+    POSIX only: elsewhere nothing is removed.
+    """
+    folder = Path(folder)
+    if os.name != "posix" or not folder.is_dir():
+        return
+    start = "." if name is None else f".{name}."
+    with os.scandir(folder) as entries:
+        found = [
+            e.name
+            for e in entries
+            if e.name.startswith(start) and e.name.endswith(".tmp") and e.is_file()
+        ]
+    for leftover in found:
+        tag = leftover[len(start) : -len(".tmp")]
+        if name is not None and "." in tag:
+            continue  # the temporary file of another target, e.g. "<name>.json"
+        pid = tag.rpartition(".")[2].partition("-")[0]
+        if not (pid.isascii() and pid.isdigit() and _alive(int(pid))):
+            (folder / leftover).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, and belongs to someone else
+        return True
+    return True
 
 
 def atomic_folder(
     path: str | os.PathLike,
     fill: Callable[[Path], None],
     name: str = "path",
+    keep_others: bool = False,
 ) -> Path:
     """Replace folder `path` as a whole with one that ``fill(tmp_folder)`` writes.
 
@@ -104,11 +148,14 @@ def atomic_folder(
     folder or the complete new one; the one window where `path` is briefly
     missing (between the two renames) is repaired by the next call, which finds
     the old folder aside and restores it first (see `recover_folder`).
-    Files already in `path` that `fill` does not write are not carried over.
+    Files already in `path` that `fill` does not write are dropped, unless
+    ``keep_others=True``: then they are carried over (hard-linked, or copied).
     """
     path = check_path(path, name)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{name} {str(path)!r} exists and is a file; expected a folder")
+        raise ValueError(
+            f"{name} {str(path)!r} exists and is a file; expected a folder"
+        )
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise ValueError(
@@ -122,6 +169,11 @@ def atomic_folder(
     new.mkdir(mode=_umask_mode(0o777))
     try:
         fill(new)
+        for f in new.rglob("*"):  # the mode open() gives (safetensors makes 0o600)
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, _umask_mode(0o666))
+        if keep_others and path.is_dir():
+            _carry_over(path, new)
         for f in new.rglob("*"):
             if f.is_file():
                 _fsync_file(str(f))
@@ -136,6 +188,21 @@ def atomic_folder(
             shutil.rmtree(new, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _carry_over(src: Path, dst: Path) -> None:
+    """Link (or copy) every entry of src that dst lacks into dst."""
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if target.exists() or entry.name.endswith(".tmp"):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target)
+        else:
+            try:
+                os.link(entry, target)
+            except OSError:
+                shutil.copy2(entry, target)
 
 
 def recover_folder(path: str | os.PathLike) -> None:
