@@ -22,110 +22,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmbook import gpt_hf
-from lmbook.attention import attend
+from lmbook import gpt_hf, gpt_io
 from lmbook.checks import check_int, tname
-from lmbook.gpt_config import ACTIVATIONS, GPTConfig
+from lmbook.gpt_blocks import (
+    MLP,
+    Block,
+    CausalSelfAttention,
+    KVCache,
+    MoE,
+    make_norm,
+    rope_tables,
+)
+from lmbook.gpt_config import GPTConfig
 from lmbook.sampling import check_sampling, sample, sample_logits
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "sample_logits"]
-
-
-class KVCache:
-    """Keys and values of the positions seen so far, for every layer.
-
-    Preallocated as two (n_layer, B, nh, max_len, hs) tensors; ``layers[i]`` is
-    layer i's (keys, values) pair of views and ``length`` the number of positions
-    stored. Pass it to ``GPT.forward(idx, kv_cache=cache)``: the new positions
-    continue from ``length``, their keys and values are written, and ``length``
-    grows by T.
-    """
-
-    def __init__(self, config, batch_size, max_len, device=None, dtype=None):
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {tname(config)}")
-        check_int("batch_size", batch_size, low=1)
-        check_int("max_len", max_len, low=1, high=config.block_size)
-        nh, hs = config.n_head, config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, nh, max_len, hs)
-        self.keys = torch.empty(shape, device=device, dtype=dtype)
-        self.values = torch.empty(shape, device=device, dtype=dtype)
-        self.layers = [(self.keys[i], self.values[i]) for i in range(config.n_layer)]
-        self.batch_size, self.max_len, self.length = batch_size, max_len, 0
-
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with GPT-2's fused c_attn projection.
-
-    The computation of `lmbook.attention.MultiHeadAttention` (both call
-    `lmbook.attention.attend`), under GPT-2's parameter names so that checkpoints
-    map key for key, and with a key/value cache.
-    """
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.n_head, self.n_embd = config.n_head, config.n_embd
-        self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x, kv=None, pos=0, need_weights=False):
-        """x: (B, T, C) -> (y (B, T, C), weights (B, nh, T, T_k) or None).
-
-        kv: optional cache ``(k, v)``, each (B, nh, L, hs); this call's keys and
-        values are written at positions pos .. pos + T - 1 and attention reads
-        positions 0 .. pos + T - 1.
-        """
-        B, T, C = x.size()
-        nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        if kv is not None:
-            kv[0].narrow(2, pos, T).copy_(k)
-            kv[1].narrow(2, pos, T).copy_(v)
-            k, v = kv[0].narrow(2, 0, pos + T), kv[1].narrow(2, 0, pos + T)
-        p = self.dropout if self.training else 0.0
-        y, weights = attend(
-            q, k, v, causal=True, dropout_p=p, need_weights=need_weights
-        )
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.c_proj(y)), weights
-
-
-class MLP(nn.Module):
-    """Position-wise feed-forward network: C -> 4C -> GELU -> C."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-        self.approximate = ACTIVATIONS[config.activation]  # "none" or "tanh"
-
-    def forward(self, x):
-        """x: (B, T, C) -> (B, T, C)."""
-        h = F.gelu(self.c_fc(x), approximate=self.approximate)  # (B, T, 4C)
-        return self.dropout(self.c_proj(h))
-
-
-class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
-
-    def forward(self, x, kv=None, pos=0, need_weights=False):
-        """x: (B, T, C) -> (x (B, T, C), attention weights or None)."""
-        a, weights = self.attn(self.ln_1(x), kv, pos, need_weights)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), weights
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "KVCache",
+    "Block",
+    "CausalSelfAttention",
+    "MLP",
+    "MoE",
+    "sample_logits",
+]
 
 
 class GPT(nn.Module):
@@ -136,16 +56,19 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {tname(config)}")
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
+        parts = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.position == "learned":
+            parts["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        parts.update(
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=make_norm(config),
         )
+        self.transformer = nn.ModuleDict(parts)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.register_buffer("rope_cos", None, persistent=False)  # (block_size, hs)
+        self.register_buffer("rope_sin", None, persistent=False)  # when RoPE is on
+        self.init_rope()
         self.tie_weights()
         self.apply(self._init_weights)
         std = 0.02 / math.sqrt(2 * config.n_layer)  # GPT-2's scaled residual init
@@ -154,8 +77,19 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=std)
 
     def tie_weights(self):
-        """Share one matrix between the token embedding and the output layer."""
-        self.lm_head.weight = self.transformer.wte.weight
+        """Share one matrix between the token embedding and the output layer.
+
+        Only when ``config.tie_embeddings`` (GPT-2 ties them; Llama does not).
+        """
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+    def init_rope(self):
+        """(Re)compute RoPE's cos and sin tables (buffers, not saved) if used."""
+        if self.config.position == "rope":
+            # on the meta device these are placeholders: call again after to_empty
+            cos, sin = rope_tables(self.config, self.transformer.wte.weight.device)
+            self.rope_cos, self.rope_sin = cos, sin
 
     @staticmethod
     def _init_weights(module):
@@ -181,7 +115,11 @@ class GPT(nn.Module):
         if non_embedding is not None:
             exclude_embeddings = non_embedding
         seen, n = set(), 0
-        skip = {id(self.transformer.wte.weight), id(self.transformer.wpe.weight)}
+        skip = {
+            id(m.weight)
+            for m in self.transformer.values()
+            if isinstance(m, nn.Embedding)
+        }
         for p in self.parameters():  # parameters() yields a shared tensor once
             if only_trainable and not p.requires_grad:
                 continue
@@ -239,13 +177,18 @@ class GPT(nn.Module):
                 f"idx has T={T} tokens after {pos} cached ones but the cache holds "
                 f"{limit}; start a new KVCache (at most block_size={L})"
             )
-        positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
-        tok = self.transformer.wte(idx)  # (B, T, C)
-        x = self.transformer.drop(tok + self.transformer.wpe(positions))  # (B, T, C)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.rope_cos is not None:  # rotations of positions pos .. pos + T - 1
+            rope = (self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T])
+        else:
+            positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
+            x = x + self.transformer.wpe(positions)  # (B, T, C)
+        x = self.transformer.drop(x)
         maps = []
         for i, block in enumerate(self.transformer.h):
             kv = None if kv_cache is None else kv_cache.layers[i]
-            x, weights = block(x, kv, pos, need_weights)
+            x, weights = block(x, kv, pos, need_weights, rope)
             maps.append(weights)
         if kv_cache is not None:
             kv_cache.length = pos + T
@@ -256,8 +199,10 @@ class GPT(nn.Module):
 
         targets: (B, T) int64, the next token of each position (already shifted,
         unlike Hugging Face's ``labels``); positions whose target is -100 are
-        ignored by the mean cross-entropy loss. kv_cache: a `KVCache`; idx then
-        continues the cached positions (see `KVCache`).
+        ignored by the mean cross-entropy loss. With experts (``n_expert``) the
+        loss adds moe_aux_coef times the layers' load-balancing losses, which
+        stay in ``self.aux_loss``. kv_cache: a `KVCache`; idx then continues the
+        cached positions (see `KVCache`).
         """
         self._check_ids(idx)
         if targets is not None:
@@ -276,15 +221,17 @@ class GPT(nn.Module):
             loss = F.cross_entropy(
                 logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
             )
+        if self.config.n_expert:
+            self.aux_loss = sum(block.mlp.aux_loss for block in self.transformer.h)
+            if loss is not None:
+                loss = loss + self.config.moe_aux_coef * self.aux_loss
         return logits, loss
 
     def _check_cache(self, cache, idx):
         if not isinstance(cache, KVCache):
             raise TypeError(f"kv_cache must be a KVCache, got {tname(cache)}")
         k = cache.keys
-        if cache.keys.shape[0] != self.config.n_layer or k.shape[2] != (
-            self.config.n_head
-        ):
+        if k.shape[0] != self.config.n_layer or k.shape[2] != self.config.n_kv_head:
             raise ValueError(
                 f"kv_cache was made for another model shape: keys {tuple(k.shape)}"
             )
@@ -375,15 +322,15 @@ class GPT(nn.Module):
             out[:, t] = sample(logits, temperature, top_k, top_p, gen)
         return out
 
-    # Checkpoints in Hugging Face's format; the code lives in lmbook.gpt_hf.
+    # Checkpoints in Hugging Face's format: lmbook.gpt_io and lmbook.gpt_hf.
     @classmethod
     def from_pretrained(cls, name_or_path) -> GPT:
-        """Load a Hugging Face GPT-2 checkpoint: a local folder or a hub name.
+        """Load a Hugging Face GPT-2 or Llama checkpoint: a folder or a hub name.
 
         Safetensors only; ``transformers`` is not needed. Every `GPTConfig` field
         written by `save_pretrained` comes back. Eval mode, on the CPU.
         """
-        return gpt_hf.from_pretrained(name_or_path, cls)
+        return gpt_io.from_pretrained(name_or_path, cls)
 
     def save_pretrained(self, path) -> None:
         """Write ``config.json`` and ``model.safetensors`` in Hugging Face's format.
@@ -391,13 +338,13 @@ class GPT(nn.Module):
         The folder changes all at once: after a crash at any moment it holds the
         old checkpoint or the new one. Other files in it are kept.
         """
-        gpt_hf.save_pretrained(self, path)
+        gpt_io.save_pretrained(self, path)
 
     @classmethod
     def from_hf(cls, model) -> GPT:
-        """A GPT with the weights of a ``transformers.GPT2LMHeadModel``."""
+        """A GPT with the weights of a ``GPT2LMHeadModel`` or ``LlamaForCausalLM``."""
         return gpt_hf.from_hf(model, cls)
 
     def to_hf(self, attn_implementation=None):
-        """A ``transformers.GPT2LMHeadModel`` with this model's weights."""
+        """A ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` with this model's weights."""
         return gpt_hf.to_hf(self, attn_implementation=attn_implementation)
