@@ -13,8 +13,10 @@ from lmbook.attention import (
     scaled_dot_product_attention,
 )
 from lmbook.batching import TokenBatchSampler
+from lmbook.checkpoint import load_model
 from lmbook.data import load_sst2, load_text, train_val_split
 from lmbook.gpt import GPT, GPTConfig
+from lmbook.pretrained import house_model_path
 from lmbook.rnn import GRU, LSTM, RNN, RNNLM, GRUCell, LSTMCell, RNNCell
 from lmbook.tokenizers import BPETokenizer, CharTokenizer
 from lmbook.train import TrainConfig, Trainer
@@ -41,6 +43,8 @@ __all__ = [
     "__version__",
     "causal_mask",
     "get_device",
+    "house_model_path",
+    "load_model",
     "load_sst2",
     "load_text",
     "scaled_dot_product_attention",

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import torch
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+from lmbook.checks import check_int, tname
 
 
 class TokenBatchSampler:
@@ -32,7 +26,7 @@ class TokenBatchSampler:
 
     def __init__(self, data: torch.Tensor, block_size: int, seed: int = 0):
         if not isinstance(data, torch.Tensor):
-            raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
+            raise TypeError(f"data must be a torch.Tensor, got {tname(data)}")
         if data.dim() != 1:
             raise ValueError(
                 f"data must be a 1-D stream of token ids, got shape {tuple(data.shape)}"
@@ -40,23 +34,20 @@ class TokenBatchSampler:
         dtype = data.dtype
         if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
             raise TypeError(f"data must hold integer token ids, got dtype {data.dtype}")
-        self.block_size = _check_positive_int("block_size", block_size)
+        self.block_size = check_int("block_size", block_size, 1)
         if data.numel() < block_size + 1:
             raise ValueError(
                 f"data has {data.numel()} tokens but block_size={block_size} needs at "
                 f"least block_size + 1 = {block_size + 1}; use a smaller block_size"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        check_int("seed", seed, 0, 2**63 - 1)
         self.data = data
         self.generator = torch.Generator().manual_seed(seed)
         self._offsets = torch.arange(block_size + 1)  # (T+1,)
 
     def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw `batch_size` windows; return ``x, y`` of shape (B, T)."""
-        _check_positive_int("batch_size", batch_size)
+        check_int("batch_size", batch_size, 1)
         high = self.data.numel() - self.block_size  # last start leaves T+1 tokens
         starts = torch.randint(high, (batch_size,), generator=self.generator)  # (B,)
         idx = (starts[:, None] + self._offsets).to(self.data.device)  # (B, T+1)

@@ -3,21 +3,27 @@
 A checkpoint is a folder holding ``<kind>-<tag>.safetensors`` files (tensors
 only, so loading never unpickles anything; see the safetensors format) and
 ``state.json`` (all other state, and the names of the current tensor files).
-Every file is written to a temporary name and renamed with ``os.replace``, which
-is atomic on POSIX and Windows. Renaming ``state.json`` is the commit: until then
-the previous ``state.json`` still names the previous, untouched tensor files.
+Every file is written with `lmbook.fileio.atomic_write`. Renaming ``state.json``
+into place is the commit: until then it still names the previous, untouched
+tensor files. The previous complete checkpoint stays too, as
+``state.prev.json`` and its tensor files, until the next one is committed, and
+`read_checkpoint` falls back to it (with a warning) when ``state.json`` is
+missing or corrupt. A checkpoint also records its model's class and config, so
+that `load_model` can rebuild the model alone, as nanoGPT's ``model_args`` do.
 `lmbook.train.Trainer` builds its checkpoints on these functions.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import os
 import random
 import re
-import tempfile
+import sys
 import uuid
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +31,38 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from lmbook.checks import check_int, tname
+from lmbook.fileio import atomic_write, check_path, remove_stale_temps
+
 FORMAT = "lmbook.checkpoint"
+STATE, PREVIOUS = "state.json", "state.prev.json"
 _TENSOR_FILE = re.compile(r"([a-z_]+)-\d{8,}-[0-9a-f]{8}\.safetensors")
+_SAFETENSORS_TMP = re.compile(r"\.tmp[A-Za-z0-9]{6,12}")  # save_file's own temp file
+# The models `load_model` may rebuild: name -> (module, class, config class or None
+# when the class takes keyword arguments). Only these are ever imported; a class
+# named in a checkpoint file is looked up here, never imported by its name.
+_MODELS = {
+    "GPT": ("lmbook.gpt", "GPT", "GPTConfig"),
+    "RNNLM": ("lmbook.rnn", "RNNLM", None),
+}
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside `path`, then rename it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    if os.name == "posix":  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _check_path(path: object) -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(path)
+def _folder(path: object, name: str, create: bool = False) -> Path:
+    """`path` as a checkpoint folder's Path; a ValueError naming `name` if a file."""
+    path = check_path(path, name)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{name} {str(path)!r} is a file; expected a checkpoint folder"
+        )
+    if create and not path.is_dir():
+        above = next(p for p in path.parents if p.exists() or p == p.parent)
+        if above.exists() and not above.is_dir():
+            raise ValueError(
+                f"{name} {str(path)!r} cannot be created: {str(above)!r} is a file, "
+                "not a folder"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_checkpoint(
@@ -60,70 +70,190 @@ def write_checkpoint(
     tensors: dict[str, dict[str, torch.Tensor]],
     meta: dict[str, Any],
     step: int = 0,
+    *,
+    name: str = "path",
 ) -> Path:
     """Save ``tensors[kind]`` as ``<kind>-<step>-<random>.safetensors`` and `meta`.
 
     `meta` must be JSON-serialisable. Tensors are copied to the CPU. When the new
-    ``state.json`` is in place, tensor files of older checkpoints are removed.
+    ``state.json`` is in place, the previous one is kept as ``state.prev.json``
+    with its tensor files; older tensor files are removed. `name` is the
+    argument's name in error messages.
     """
-    path = _check_path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path = check_path(path, name)
+    check_int("step", step, 0)
     for kind in tensors:
         if not isinstance(kind, str) or not re.fullmatch(r"[a-z_]+", kind):
             raise ValueError(f"tensor group names must match [a-z_]+, got {kind!r}")
     tag = f"{step:08d}-{uuid.uuid4().hex[:8]}"
     files = {kind: f"{kind}-{tag}.safetensors" for kind in tensors}
     text = json.dumps({"format": FORMAT, "version": 1, "files": files, "meta": meta})
+    path = _folder(path, name, create=True)
     for kind, group in tensors.items():
         group = {k: v.detach().cpu().contiguous() for k, v in group.items()}
         atomic_write(path / files[kind], lambda tmp, g=group: save_file(g, tmp))
-    atomic_write(path / "state.json", lambda tmp: Path(tmp).write_text(text))
-    for old in path.iterdir():  # committed: drop older tensors and stray temp files
-        stale = _TENSOR_FILE.fullmatch(old.name) and old.name not in files.values()
-        if stale or (old.name.startswith(".") and old.name.endswith(".tmp")):
+    current = _complete_state(path, STATE)
+    if current is not None:  # keep it until the new one is committed
+        atomic_write(path / PREVIOUS, current[0])
+    atomic_write(path / STATE, text)  # the commit
+    previous = _complete_state(path, PREVIOUS)
+    keep = set(files.values()) | (set(previous[1]) if previous else set())
+    for old in path.iterdir():  # and what a killed save left
+        stale = _TENSOR_FILE.fullmatch(old.name) and old.name not in keep
+        if stale or _SAFETENSORS_TMP.fullmatch(old.name):
             old.unlink(missing_ok=True)
+    remove_stale_temps(path)
     return path
 
 
-def read_checkpoint(
-    path: str | os.PathLike, load_tensors: bool = True
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """Read a folder written by `write_checkpoint`: ``(tensors, meta)``, on the CPU.
-
-    With ``load_tensors=False`` only ``state.json`` is read and `tensors` is empty.
-
-    Raises ``FileNotFoundError`` if there is no ``state.json`` and ``ValueError``
-    if any file is corrupt or names a file that is not there.
-    """
-    path = _check_path(path)
-    file = path / "state.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder: no state.json")
+def _parse_state(file: Path, text: str) -> tuple[dict[str, str], dict[str, Any]]:
     try:
-        state = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        state = json.loads(text)
+    except json.JSONDecodeError as err:
         raise ValueError(f"{file} is not valid JSON: {err}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        got = state.get("format") if isinstance(state, dict) else tname(state)
         raise ValueError(f"{file}: format expected {FORMAT!r}, got {got!r}")
     if state.get("version") != 1:
         raise ValueError(f"{file}: version expected 1, got {state.get('version')!r}")
     files, meta = state.get("files"), state.get("meta")
     if not isinstance(files, dict) or not isinstance(meta, dict):
         raise ValueError(f"{file}: 'files' and 'meta' must be JSON objects")
-    tensors = {}
     for kind, name in files.items():
         if not isinstance(name, str) or not _TENSOR_FILE.fullmatch(name):
             raise ValueError(f"{file}: files[{kind!r}] = {name!r} is not a tensor file")
-        if not load_tensors:
-            continue
+    return files, meta
+
+
+def _complete_state(folder: Path, which: str) -> tuple[str, list[str]] | None:
+    """(text, tensor file names) of a valid state file whose files all exist."""
+    try:
+        text = (folder / which).read_text(encoding="utf-8")
+        files, _ = _parse_state(folder / which, text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    names = list(files.values())
+    return (text, names) if all((folder / n).is_file() for n in names) else None
+
+
+def _read(folder: Path, which: str, load_tensors: bool) -> tuple[dict, dict]:
+    file = folder / which
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not valid JSON: {err}") from err
+    files, meta = _parse_state(file, text)
+    tensors = {}
+    for kind, name in files.items() if load_tensors else ():
         try:
-            tensors[kind] = load_file(path / name, device="cpu")
+            tensors[kind] = load_file(folder / name, device="cpu")
         except Exception as err:  # SafetensorError, OSError: a broken checkpoint
             raise ValueError(
-                f"checkpoint file {path / name} cannot be read: {err}"
+                f"checkpoint file {folder / name} cannot be read: {err}"
             ) from err
     return tensors, meta
+
+
+def read_checkpoint(
+    path: str | os.PathLike, load_tensors: bool = True, *, name: str = "path"
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Read a folder written by `write_checkpoint`: ``(tensors, meta)``, on the CPU.
+
+    With ``load_tensors=False`` only ``state.json`` is read and `tensors` is empty.
+    When ``state.json`` is missing or corrupt (or names a broken tensor file), the
+    previous checkpoint is read instead, with a warning.
+
+    Raises ``FileNotFoundError`` if there is no checkpoint in the folder and
+    ``ValueError`` if it is corrupt (and no previous one is whole).
+    """
+    folder = _folder(path, name)
+    if not (folder / STATE).is_file() and not (folder / PREVIOUS).is_file():
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder: no {STATE}")
+    try:
+        return _read(folder, STATE, load_tensors)
+    except (FileNotFoundError, ValueError) as err:
+        if not (folder / PREVIOUS).is_file():
+            raise
+        try:
+            out = _read(folder, PREVIOUS, load_tensors)
+        except (FileNotFoundError, ValueError) as err2:
+            raise ValueError(f"{err}; the previous checkpoint too: {err2}") from err
+        warnings.warn(
+            f"{err}; loading the previous checkpoint ({PREVIOUS}) instead",
+            stacklevel=2,
+        )
+        return out
+
+
+# ---- the model's class and config, to rebuild it ----------------------------------
+def model_spec(model: torch.nn.Module) -> dict[str, Any] | None:
+    """``{"class", "config"}`` that `load_model` rebuilds `model` from, or None.
+
+    The config is ``model.config`` when it is a dataclass (`lmbook.GPT`'s
+    `GPTConfig`), else ``model.model_args``, a dict of constructor arguments
+    (`lmbook.RNNLM`'s). lmbook's models are named by their public name ("GPT"),
+    others by module and class; None when there is no JSON-ready config.
+    """
+    cfg = getattr(model, "config", None)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = dataclasses.asdict(cfg)
+    else:
+        cfg = getattr(model, "model_args", None)
+    if not isinstance(cfg, dict):
+        return None
+    try:
+        json.dumps(cfg)
+    except (TypeError, ValueError):  # a value JSON cannot hold: not rebuildable
+        return None
+    cls = type(model)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    for short, (module, cls_name, _) in _MODELS.items():
+        if getattr(sys.modules.get(module), cls_name, None) is cls:
+            name = short
+    return {"class": name, "config": cfg}
+
+
+def load_model(path: str | os.PathLike) -> torch.nn.Module:
+    """Rebuild the model of a `Trainer` checkpoint folder and load its weights.
+
+    Only lmbook's models (``"GPT"``, ``"RNNLM"``) are rebuilt: the class named in
+    the checkpoint is looked up in that fixed list, never imported by its name.
+    Returns the model on the CPU, in eval mode, in the dtype it was saved in.
+    """
+    tensors, meta = read_checkpoint(path)
+    spec = meta.get("model")
+    ok = isinstance(spec, dict) and isinstance(spec.get("config"), dict)
+    if not ok or not isinstance(spec.get("class"), str):
+        raise ValueError(
+            f"checkpoint {path} does not record its model's class and config; "
+            "build the model yourself and load it with Trainer.load_checkpoint"
+        )
+    if spec["class"] not in _MODELS:
+        raise ValueError(
+            f"checkpoint {path}: model class {spec['class']!r} is not one that "
+            f"load_model rebuilds; expected one of {', '.join(map(repr, _MODELS))}"
+        )
+    module_name, cls_name, config_name = _MODELS[spec["class"]]
+    module = importlib.import_module(module_name)  # a fixed name from _MODELS
+    cls, cfg = getattr(module, cls_name), spec["config"]
+    try:
+        model = cls(getattr(module, config_name)(**cfg)) if config_name else cls(**cfg)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {path}: its model config does not fit {cls_name}: {err}"
+        ) from err
+    tied = meta.get("tied", {})
+    if "model" not in tensors or not isinstance(tied, dict):
+        raise ValueError(f"checkpoint {path} has no 'model' tensors (or bad 'tied')")
+    state = retie(tensors["model"], tied)
+    check_matches(model.state_dict(), state, "model")
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def untie(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:

@@ -3,24 +3,25 @@
 Each corpus is a file with a canonical URL and a sha256 digest. `data_path` looks
 in ``$LMBOOK_DATA_DIR``, then in the user cache (``$LMBOOK_CACHE_DIR`` or
 ``~/.cache/lmbook``), and only then downloads. Downloads are written to a temporary
-file, verified, and renamed into place, so the cache never holds a partial or
-corrupt copy.
+file, verified, and renamed into place (`lmbook.fileio.atomic_write`), so the
+cache never holds a partial or corrupt copy.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from lmbook.fileio import atomic_write, check_path
 
 
 @dataclass(frozen=True)
@@ -94,26 +95,44 @@ def _check(path: Path, corpus: Corpus) -> None:
         )
 
 
+def _is_file(path: Path, where: str) -> bool:
+    """True for a file, False when nothing is there; a ValueError for a folder."""
+    if path.exists() and not path.is_file():
+        raise ValueError(
+            f"{where} holds {str(path)!r}, which is a folder, not a file; remove or "
+            "rename it"
+        )
+    return path.is_file()
+
+
+def _unavailable(what, data_dir, cached: Path, bad: Exception | None, why: str):
+    """The error for data that is nowhere on disk and could not be downloaded."""
+    where = f"LMBOOK_DATA_DIR={data_dir!r}" if data_dir else "LMBOOK_DATA_DIR (unset)"
+    if bad is None:
+        return DataUnavailableError(
+            f"{what} is not in {where} nor in the cache {cached.parent}, and {why}"
+        )
+    return DataUnavailableError(
+        f"{what} is not in {where}, and the cached copy {cached} cannot be used "
+        f"({bad}); it was left as it is, and {why}"
+    )
+
+
 def download(
     url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30
 ) -> Path:
     """Download `url` to `dest` atomically, verifying its sha256 digest.
 
-    The bytes go to a temporary file beside `dest`; only a file whose digest
-    matches is renamed to `dest`. On any failure no file is left behind.
+    The bytes go to a temporary file beside `dest` (`lmbook.fileio.atomic_write`);
+    only a file whose digest matches is renamed to `dest`. On any failure no file
+    is left behind and `dest` is unchanged.
     """
-    dest = Path(dest)
+    dest = check_path(dest, "dest")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
-    )
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=timeout) as r,
-        ):
+
+    def write(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
             total = int(r.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
                 for chunk in iter(lambda: r.read(1 << 16), b""):
@@ -126,45 +145,43 @@ def download(
                 f"download of {url} is corrupt: sha256 expected {sha256}, "
                 f"got {actual}; nothing was saved"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+
+    return atomic_write(dest, write, name="dest")
 
 
 def data_path(name: str, download_if_missing: bool = True) -> Path:
-    """Path to a verified local copy of corpus `name`, downloading it if needed."""
+    """Path to a verified local copy of corpus `name`, downloading it if needed.
+
+    A corrupt copy in the cache is replaced only by a verified download; when
+    none can be had, the error says what is wrong with it. A copy in
+    ``$LMBOOK_DATA_DIR`` is never changed.
+    """
     corpus = _corpus(name)
     data_dir = os.environ.get("LMBOOK_DATA_DIR")
     if data_dir:
         candidate = Path(data_dir).expanduser() / corpus.filename
-        if candidate.is_file():
+        if _is_file(candidate, "LMBOOK_DATA_DIR"):
             _check(candidate, corpus)
             return candidate
-    cached = cache_dir() / corpus.filename
-    if cached.is_file():
+    cached, bad = cache_dir() / corpus.filename, None
+    if _is_file(cached, "the cache (LMBOOK_CACHE_DIR)"):
         try:
             _check(cached, corpus)
             return cached
-        except ChecksumError:
-            cached.unlink()  # a bad cache entry is ours to replace
-    where = f"LMBOOK_DATA_DIR={data_dir!r}" if data_dir else "LMBOOK_DATA_DIR (unset)"
+        except ChecksumError as err:
+            bad = err
+    hint = (
+        f"set LMBOOK_DATA_DIR to a folder that holds {corpus.filename} "
+        f"(sha256 {corpus.sha256})"
+    )
     if not download_if_missing:
-        raise DataUnavailableError(
-            f"{corpus.filename} is not in {where} nor in the cache {cached.parent}; "
-            f"set LMBOOK_DATA_DIR to a folder that holds {corpus.filename}"
-        )
+        why = f"download_if_missing is False: {hint}"
+        raise _unavailable(corpus.filename, data_dir, cached, bad, why)
     try:
         return download(corpus.url, cached, corpus.sha256)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
-        if isinstance(err, ChecksumError):
-            raise
-        raise DataUnavailableError(
-            f"{corpus.filename} is not in {where} nor in the cache {cached.parent}, "
-            f"and downloading {corpus.url} failed ({err}). When offline, set "
-            f"LMBOOK_DATA_DIR to a folder that holds {corpus.filename} "
-            f"(sha256 {corpus.sha256})."
-        ) from err
+        why = f"downloading {corpus.url} failed ({err}). When offline, {hint}."
+        raise _unavailable(corpus.filename, data_dir, cached, bad, why) from err
 
 
 def load_text(name: str) -> str:
@@ -191,29 +208,73 @@ SST2_TRAIN_COUNTS = (67_349, 37_569)  # (rows, positive labels) of GLUE's train 
 
 def _parse_sst2(text: str, source: str) -> list[tuple[str, int]]:
     """Rows of a tab-separated SST-2 file, read by header names, not positions."""
-    reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
-    if not {"sentence", "label"} <= set(reader.fieldnames or ()):
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]  # CRLF or LF
+    header = lines[0].split("\t") if lines else []
+    if not {"sentence", "label"} <= set(header):
+        got = lines[0][:80] if lines else ""
         raise ValueError(
-            f"{source} is not an SST-2 file: expected columns 'sentence' and 'label', "
-            f"got {reader.fieldnames}"
+            f"{source} is not an SST-2 file: its header (line 1) must have the "
+            f"tab-separated columns 'label' and 'sentence', got {got!r}"
         )
-    rows = [(r["sentence"].strip(), int(r["label"])) for r in reader]
+    at_label, at_sentence = header.index("label"), header.index("sentence")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise ValueError(
+                f"{source}, line {number}: expected {len(header)} tab-separated "
+                f"fields ({', '.join(header)}), got {len(fields)}: {line[:80]!r}"
+            )
+        label = fields[at_label]
+        if label not in ("0", "1"):
+            raise ValueError(
+                f"{source}, line {number}: label must be 0 or 1, got {label!r}"
+            )
+        rows.append((fields[at_sentence].strip(), int(label)))
+    return rows
+
+
+def _check_counts(rows: list[tuple[str, int]], source: str) -> None:
     counts = (len(rows), sum(label for _, label in rows))
     if counts != SST2_TRAIN_COUNTS:
         raise ChecksumError(
             f"{source} is not GLUE's SST-2 training split: expected (rows, positives) "
             f"{SST2_TRAIN_COUNTS}, got {counts}"
         )
+
+
+def _read_sst2(path: Path) -> list[tuple[str, int]]:
+    """A local SST-2 copy, checked: header and rows, then sha256 and counts."""
+    try:
+        rows = _parse_sst2(path.read_bytes().decode("utf-8"), str(path))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: {err}") from err
+    actual = sha256_of(path)
+    if actual != SST2_LOCAL_SHA256:
+        raise ChecksumError(
+            f"{path} is not the expected SST-2 copy: sha256 expected "
+            f"{SST2_LOCAL_SHA256}, got {actual}"
+        )
+    _check_counts(rows, str(path))
     return rows
+
+
+def _sst2_file(rows: list[tuple[str, int]]) -> str:
+    """The bytes of the offline copy: header ``label<TAB>sentence``, CRLF lines."""
+    return "label\tsentence\r\n" + "".join(f"{y}\t{x}\r\n" for x, y in rows)
 
 
 def load_sst2(split: str = "train") -> list[tuple[str, int]]:
     """SST-2's training split as ``(sentence, label)`` pairs; label 1 is positive.
 
-    Looks for ``sst2/train.tsv`` in ``$LMBOOK_DATA_DIR`` (checked by sha256), then
-    in the cache, then downloads GLUE's archive and checks the row and label counts
-    (67,349 rows, 37,569 positive). Only the training split is available offline:
-    hold out a seeded part of it for evaluation.
+    Looks for ``sst2/train.tsv`` in ``$LMBOOK_DATA_DIR``, then in the cache (each
+    checked: its rows, then its sha256), then downloads GLUE's archive and checks
+    the row and label counts (67,349 rows, 37,569 positive). Only the training
+    split is available offline: hold out a seeded part of it for evaluation.
+    A bad cached copy is only ever replaced by a verified download.
     """
     if split != "train":
         raise ValueError(
@@ -221,48 +282,42 @@ def load_sst2(split: str = "train") -> list[tuple[str, int]]:
             "part of it: the offline copy has no validation split)"
         )
     data_dir = os.environ.get("LMBOOK_DATA_DIR")
-    if data_dir and (Path(data_dir).expanduser() / SST2_LOCAL).is_file():
-        path = Path(data_dir).expanduser() / SST2_LOCAL
-        actual = sha256_of(path)
-        if actual != SST2_LOCAL_SHA256:
-            raise ChecksumError(
-                f"{path} is not the expected SST-2 copy: sha256 expected "
-                f"{SST2_LOCAL_SHA256}, got {actual}"
-            )
-        return _parse_sst2(path.read_text(encoding="utf-8"), str(path))
-    cached = cache_dir() / SST2_LOCAL
-    if cached.is_file():
+    if data_dir:
+        local = Path(data_dir).expanduser() / SST2_LOCAL
+        if _is_file(local, "LMBOOK_DATA_DIR"):
+            return _read_sst2(local)
+    cached, bad = cache_dir() / SST2_LOCAL, None
+    if _is_file(cached, "the cache (LMBOOK_CACHE_DIR)"):
         try:
-            return _parse_sst2(cached.read_text(encoding="utf-8"), str(cached))
-        except (ChecksumError, ValueError):
-            cached.unlink()
+            return _read_sst2(cached)
+        except ValueError as err:  # ChecksumError included
+            bad = err
     try:
         with urllib.request.urlopen(SST2_URL, timeout=60) as r:
             archive = r.read()
     except (urllib.error.URLError, OSError, TimeoutError) as err:
-        where = (
-            f"LMBOOK_DATA_DIR={data_dir!r}" if data_dir else "LMBOOK_DATA_DIR (unset)"
+        why = (
+            f"downloading {SST2_URL} failed ({err}). When offline, set "
+            f"LMBOOK_DATA_DIR to a folder that holds {SST2_LOCAL}."
         )
-        raise DataUnavailableError(
-            f"{SST2_LOCAL} is not in {where} nor in the cache {cache_dir()}, and "
-            f"downloading {SST2_URL} failed ({err}). When offline, set LMBOOK_DATA_DIR "
-            f"to a folder that holds {SST2_LOCAL}."
-        ) from err
+        raise _unavailable(SST2_LOCAL, data_dir, cached, bad, why) from err
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as z:
             text = z.read("SST-2/train.tsv").decode("utf-8")
-    except (zipfile.BadZipFile, KeyError) as err:
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError) as err:
         raise ChecksumError(
             f"download of {SST2_URL} is not GLUE's SST-2 archive"
         ) from err
     rows = _parse_sst2(text, SST2_URL)
-    body = "label\tsentence\n" + "".join(f"{y}\t{x}\n" for x, y in rows)
+    _check_counts(rows, SST2_URL)
+    body = _sst2_file(rows)
+    if hashlib.sha256(body.encode("utf-8")).hexdigest() != SST2_LOCAL_SHA256:
+        warnings.warn(
+            f"the rows of {SST2_URL} are right, but they do not make the exact file "
+            f"lmbook expects (sha256 {SST2_LOCAL_SHA256}), so they were not cached",
+            stacklevel=2,
+        )
+        return rows
     cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".train.", suffix=".part", dir=cached.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-        os.replace(tmp, cached)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(cached, body, name="the SST-2 cache file")
     return rows

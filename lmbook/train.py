@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from lmbook.checkpoint import (
     check_matches,
     join_optimizer_state,
+    model_spec,
     read_checkpoint,
     retie,
     rng_state,
@@ -51,33 +52,17 @@ from lmbook.checkpoint import (
     untie,
     write_checkpoint,
 )
+from lmbook.checks import check_choice, check_float, check_int, tname
 from lmbook.utils import set_seed
 
 _PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_float(name: str, value: Any, low: float, high: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-
-
 def _check_betas(betas: Any) -> tuple[float, float]:
     if not isinstance(betas, tuple | list) or len(betas) != 2:
         raise ValueError(f"betas must be a pair of floats in [0, 1), got {betas!r}")
-    for i, b in enumerate(betas):
-        _check_float(f"betas[{i}]", b, 0.0, 1.0)
-        if b == 1.0:
-            raise ValueError(f"betas[{i}] must be < 1, got {b}")
-    return float(betas[0]), float(betas[1])
+    b1 = check_float("betas[0]", betas[0], 0, 1, high_open=True)
+    return b1, check_float("betas[1]", betas[1], 0, 1, high_open=True)
 
 
 @dataclass
@@ -101,38 +86,39 @@ class TrainConfig:
     checkpoint_interval: int = 500  # steps between checkpoints (and at the end)
 
     def __post_init__(self):
-        _check_int("max_steps", self.max_steps, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_float("lr", self.lr, 0.0)
-        if self.lr == 0:
-            raise ValueError("lr must be > 0, got 0")
-        _check_float("min_lr", self.min_lr, 0.0, self.lr)
-        _check_int("warmup_steps", self.warmup_steps, 0)
+        check_int("max_steps", self.max_steps, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_float("lr", self.lr, 0, low_open=True)  # finite: inf and nan refused
+        check_float("min_lr", self.min_lr, 0, self.lr)
+        check_int("warmup_steps", self.warmup_steps, 0)
         if self.warmup_steps > self.max_steps:
             raise ValueError(
                 f"warmup_steps must be <= max_steps={self.max_steps}, "
                 f"got {self.warmup_steps}"
             )
-        _check_float("weight_decay", self.weight_decay, 0.0)
-        _check_float("grad_clip", self.grad_clip, 0.0)
+        check_float("weight_decay", self.weight_decay, 0)
+        check_float("grad_clip", self.grad_clip, 0)
         self.betas = _check_betas(self.betas)
-        _check_int("eval_interval", self.eval_interval, 0)
-        _check_int("eval_steps", self.eval_steps, 1)
-        _check_int("log_interval", self.log_interval, 1)
-        if self.mixed_precision not in _PRECISIONS:
-            raise ValueError(
-                f"mixed_precision must be one of {_PRECISIONS}, "
-                f"got {self.mixed_precision!r}"
-            )
-        _check_int("seed", self.seed, 0)
+        check_int("eval_interval", self.eval_interval, 0)
+        check_int("eval_steps", self.eval_steps, 1)
+        check_int("log_interval", self.log_interval, 1)
+        check_choice("mixed_precision", self.mixed_precision, _PRECISIONS)
+        check_int("seed", self.seed, 0)
         if self.checkpoint_dir is not None:
             if not isinstance(self.checkpoint_dir, str | os.PathLike):
                 raise TypeError(
                     "checkpoint_dir must be a str, os.PathLike or None, got "
-                    f"{type(self.checkpoint_dir).__name__}"
+                    f"{tname(self.checkpoint_dir)}"
                 )
             self.checkpoint_dir = os.fspath(self.checkpoint_dir)
-        _check_int("checkpoint_interval", self.checkpoint_interval, 1)
+            if os.path.exists(self.checkpoint_dir) and not os.path.isdir(
+                self.checkpoint_dir
+            ):
+                raise ValueError(
+                    f"checkpoint_dir {self.checkpoint_dir!r} is a file; expected a "
+                    "folder (it is created if missing)"
+                )
+        check_int("checkpoint_interval", self.checkpoint_interval, 1)
 
 
 class Record(NamedTuple):
@@ -151,9 +137,9 @@ def lr_at(step: int, config: TrainConfig) -> float:
     ``min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2`` with ``p`` going from 0 at
     ``warmup_steps`` to 1 at ``max_steps``; ``min_lr`` from then on.
     """
-    _check_int("step", step, 0)
+    check_int("step", step, 0)
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a TrainConfig, got {tname(config)}")
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if step >= config.max_steps:
@@ -174,10 +160,8 @@ def configure_optimizer(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_float("lr", lr, 0.0)
-    if lr == 0:
-        raise ValueError("lr must be > 0, got 0")
-    _check_float("weight_decay", weight_decay, 0.0)
+    check_float("lr", lr, 0, low_open=True)
+    check_float("weight_decay", weight_decay, 0)
     betas = _check_betas(betas)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -257,6 +241,12 @@ class Trainer:
         if not (ok and all(isinstance(t, torch.Tensor) for t in batch)):
             got = type(batch).__name__
             raise TypeError(f"{name} must give (x, y), two tensors, got {got}")
+        if any(t.numel() == 0 for t in batch):
+            shapes = tuple(tuple(t.shape) for t in batch)
+            raise ValueError(
+                f"{name} gave an empty batch: (x, y) have shapes {shapes}; every "
+                "batch needs B >= 1 (and T >= 1), or the mean loss is NaN"
+            )
         return tuple(t.to(self.device, non_blocking=True) for t in batch)
 
     def _next_train_batch(self) -> tuple:
@@ -387,7 +377,7 @@ class Trainer:
                 }
                 self._emit("log", info)
                 if save:
-                    self.save_checkpoint(cfg.checkpoint_dir)
+                    self.save_checkpoint()  # to cfg.checkpoint_dir
         finally:
             bar.close()
         self._emit("train_end", {"step": self.step})
@@ -404,11 +394,15 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
         """Save model, optimizer, step, RNG states and history to folder `path`.
 
-        `path` defaults to ``config.checkpoint_dir``; returns the folder.
+        `path` defaults to ``config.checkpoint_dir``; returns the folder. The
+        model's class and config are saved too when it has them (see
+        `lmbook.checkpoint.model_spec`), so `lmbook.checkpoint.load_model` can
+        rebuild it without this trainer.
         """
+        arg = "path" if path is not None else "checkpoint_dir"
         path = path if path is not None else self.config.checkpoint_dir
         if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+            raise TypeError(f"{arg} must be a str or os.PathLike, got {path!r}")
         model_tensors, tied = untie(self.model.state_dict())
         optim, optim_meta = split_optimizer_state(self.optimizer.state_dict())
         rng, rng_meta = rng_state()
@@ -424,13 +418,18 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_meta,
         }
-        return write_checkpoint(path, tensors, meta, step=self.step)
+        spec = model_spec(self.model)
+        if spec is not None:
+            meta["model"] = spec
+        return write_checkpoint(path, tensors, meta, step=self.step, name=arg)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint saved by `save_checkpoint` into this trainer.
 
         Everything is checked before anything changes: a missing or extra key, or a
-        shape that differs from the model's, raises ``ValueError`` naming it.
+        shape that differs from the model's, raises ``ValueError`` naming it. The
+        optimizer's hyperparameters (lr, betas, weight decay) come from this
+        trainer's config, not from the checkpoint: see `resume` for overrides.
         """
         tensors, meta = read_checkpoint(path)
         fields = ("step", "config", "history", "tied", "optimizer", "scaler", "rng")
@@ -455,8 +454,16 @@ class Trainer:
         if meta["scaler"]:
             self.scaler.load_state_dict(meta["scaler"])
         self.step = meta["step"]
+        self._apply_config_to_optimizer()
         self.history = [Record(*r) for r in meta["history"]]
         self._train_iter = None
+
+    def _apply_config_to_optimizer(self) -> None:
+        """Set lr, betas and weight decay of `configure_optimizer`'s two groups."""
+        cfg = self.config
+        decay, no_decay = self.optimizer.param_groups
+        for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            group.update(lr=lr_at(self.step, cfg), betas=cfg.betas, weight_decay=wd)
 
     @classmethod
     def resume(
@@ -468,11 +475,25 @@ class Trainer:
         callbacks: Iterable[Callable] = (),
         **overrides: Any,
     ) -> Trainer:
-        """A `Trainer` with the checkpoint's config (changed by `overrides`), loaded."""
+        """A `Trainer` with the checkpoint's config, changed by `overrides`, loaded.
+
+        Overrides are `TrainConfig` fields, e.g. ``max_steps=2000`` or
+        ``checkpoint_dir="run2"``; they reach the optimizer too (lr schedule,
+        betas, weight decay). Checkpoints keep being saved to the resumed config's
+        ``checkpoint_dir``.
+        """
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key in overrides:
+            if key not in fields:
+                raise TypeError(
+                    f"resume() got {key!r}, which is not a TrainConfig field; "
+                    f"expected some of {', '.join(sorted(fields))}"
+                )
         _, meta = read_checkpoint(path, load_tensors=False)
-        if not isinstance(meta.get("config"), dict):
-            raise ValueError(f"checkpoint {path} has no config; not a Trainer's")
-        config = dataclasses.replace(TrainConfig(**meta["config"]), **overrides)
+        saved = meta.get("config")
+        if not isinstance(saved, dict) or not saved.keys() <= fields:
+            raise ValueError(f"checkpoint {path} has no TrainConfig; not a Trainer's")
+        config = dataclasses.replace(TrainConfig(**saved), **overrides)
         trainer = cls(model, config, train_batches, val_batches, callbacks)
         trainer.load_checkpoint(path)
         return trainer

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import pytest
@@ -15,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 CHROMIUM = Path("/usr/bin/chromium")
-IN_CI = bool(os.environ.get("CI"))
+IN_CI = os.environ.get("CI") == "true"  # .ci/run sets it; so do most CI services
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -27,13 +30,30 @@ CHROMIUM_ARGS = [
 ]
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip when `condition` fails locally; fail under CI, where it must hold."""
-    if condition:
-        return
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test locally; fail it under CI (``CI=true``), where nothing may skip.
+
+    For a missing dependency, data file or build output; usable in a test, a
+    fixture or at module level. Only tests that need hardware CI does not have (a
+    CUDA device) should call `pytest.skip` directly.
+    """
     if IN_CI:
         pytest.fail(f"{reason} (CI must run this test; .ci/run installs it)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(condition: bool, reason: str) -> None:
+    """`skip_or_fail(reason)` unless `condition` holds."""
+    if not condition:
+        skip_or_fail(reason)
+
+
+def import_or_fail(name: str) -> ModuleType:
+    """`pytest.importorskip(name)` that fails under CI instead of skipping."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        skip_or_fail(f"cannot import {name}: {err}")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -53,7 +73,7 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 def browser() -> Iterator[object]:
     """Headless Debian chromium driven by Playwright; skipped locally if absent."""
     require(CHROMIUM.exists(), f"{CHROMIUM} not found: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = import_or_fail("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

@@ -1,19 +1,24 @@
 """lmbook.checkpoint: folder round trips, tied tensors, optimizer and RNG states,
-atomic writes, and corrupt or mismatched checkpoints."""
+atomic writes, the previous checkpoint as a fallback, rebuilding the model with
+load_model, and corrupt or mismatched checkpoints."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
 import torch
 
+import lmbook.checkpoint
+from lmbook import fileio
 from lmbook.checkpoint import (
-    atomic_write,
     check_matches,
     join_optimizer_state,
+    load_model,
     read_checkpoint,
     retie,
     rng_state,
@@ -22,6 +27,9 @@ from lmbook.checkpoint import (
     untie,
     write_checkpoint,
 )
+from lmbook.gpt import GPT, GPTConfig
+from lmbook.rnn import RNNLM
+from lmbook.train import TrainConfig, Trainer
 
 
 def _tensors():
@@ -51,13 +59,52 @@ def test_write_read_round_trip(tmp_path):
     assert read_checkpoint(tmp_path, load_tensors=False) == ({}, meta)
 
 
-def test_a_new_checkpoint_replaces_the_old_files(tmp_path):
-    write_checkpoint(tmp_path, _tensors(), {"step": 1}, step=1)
-    write_checkpoint(tmp_path, _tensors(), {"step": 2}, step=2)
+def test_a_new_checkpoint_keeps_only_itself_and_the_previous_one(tmp_path):
+    for step in (1, 2, 3):
+        write_checkpoint(tmp_path, _tensors(), {"step": step}, step=step)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 3 and names[-1] == "state.json"
-    assert all("-00000002-" in n for n in names[:2])
-    assert read_checkpoint(tmp_path)[1] == {"step": 2}
+    assert names[-2:] == ["state.json", "state.prev.json"]
+    assert (
+        sorted(n.split("-")[1] for n in names[:-2])
+        == ["00000002"] * 2 + ["00000003"] * 2
+    )
+    assert read_checkpoint(tmp_path)[1] == {"step": 3}
+    prev = json.loads((tmp_path / "state.prev.json").read_text())
+    assert prev["meta"] == {"step": 2}
+    assert all((tmp_path / f).is_file() for f in prev["files"].values())
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "tensor file gone"])
+def test_a_damaged_state_json_falls_back_to_the_previous_checkpoint(tmp_path, damage):
+    old = _tensors()
+    write_checkpoint(tmp_path, old, {"step": 1}, step=1)
+    new = {"model": {"w": torch.ones(2)}, "rng": {"ids": torch.arange(3)}}
+    write_checkpoint(tmp_path, new, {"step": 2}, step=2)
+    state = tmp_path / "state.json"
+    if damage == "corrupt":
+        state.write_text('{"format": "lmbook.checkpoint", "ver')
+    elif damage == "missing":
+        state.unlink()
+    else:
+        next(tmp_path.glob("model-00000002-*.safetensors")).unlink()
+    with pytest.warns(UserWarning, match="loading the previous checkpoint"):
+        tensors, meta = read_checkpoint(tmp_path)
+    assert meta == {"step": 1}
+    for kind, group in old.items():
+        for k, v in group.items():
+            torch.testing.assert_close(tensors[kind][k], v, rtol=0, atol=0)
+    # the next save keeps that whole previous checkpoint, not the damaged one
+    write_checkpoint(tmp_path, new, {"step": 3}, step=3)
+    (tmp_path / "state.json").write_text("garbage")
+    with pytest.warns(UserWarning, match="previous checkpoint"):
+        assert read_checkpoint(tmp_path)[1] == {"step": 1}
+
+
+def test_no_previous_checkpoint_to_fall_back_to(tmp_path):
+    write_checkpoint(tmp_path, _tensors(), {"step": 1}, step=1)
+    (tmp_path / "state.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_checkpoint(tmp_path)
 
 
 def test_meta_that_is_not_json_writes_nothing(tmp_path):
@@ -67,9 +114,15 @@ def test_meta_that_is_not_json_writes_nothing(tmp_path):
 
 
 def test_stray_temp_files_of_a_killed_save_are_removed(tmp_path):
-    (tmp_path / ".model-00000001-0123abcd.safetensors.x1y2.tmp").write_bytes(b"half")
+    stray = [
+        ".model-00000001-0123abcd.safetensors.x1y2.tmp",  # an older lmbook's
+        ".state.json.999999999-abcdefgh.tmp",  # atomic_write's, of a dead process
+        ".tmpAb3dE9",  # safetensors' own, renamed to atomic_write's when complete
+    ]
+    for name in stray:
+        (tmp_path / name).write_bytes(b"half")
     write_checkpoint(tmp_path, _tensors(), {})
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
 def test_untie_keeps_one_name_per_shared_tensor():
@@ -144,6 +197,24 @@ def test_optimizer_state_with_other_groups():
         join_optimizer_state(two, tensors, meta)
 
 
+def test_checkpoint_writes_with_the_shared_atomic_write():
+    assert lmbook.checkpoint.atomic_write is fileio.atomic_write
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_checkpoint_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_checkpoint(tmp_path / "run", _tensors(), {}, step=1)
+        write_checkpoint(tmp_path / "run", _tensors(), {}, step=2)
+    finally:
+        os.umask(old)
+    files = list((tmp_path / "run").iterdir())
+    assert len(files) == 6
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {mode}
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o777 & ~umask
+
+
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "f.txt"
     path.write_text("old")
@@ -154,7 +225,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
         raise RuntimeError("crash")
 
     with pytest.raises(RuntimeError, match="crash"):
-        atomic_write(path, write)
+        fileio.atomic_write(path, write)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
@@ -172,6 +243,18 @@ def _state(tmp_path, **changes):
 def test_read_path_of_wrong_type():
     with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
         read_checkpoint(3)
+
+
+def test_write_to_a_file_instead_of_a_folder(tmp_path):
+    file = tmp_path / "run"
+    file.write_text("notes")
+    with pytest.raises(ValueError, match=r"path '.*run' is a file; expected a"):
+        write_checkpoint(file, _tensors(), {})
+    with pytest.raises(ValueError, match=r"path '.*run' is a file; expected a"):
+        read_checkpoint(file)
+    with pytest.raises(ValueError, match=r"cannot be created: '.*run' is a file"):
+        write_checkpoint(file / "sub", _tensors(), {})
+    assert file.read_text() == "notes"
 
 
 def test_read_corrupt_state_json(tmp_path):
@@ -227,3 +310,77 @@ def test_set_rng_state_incomplete():
     del tensors["numpy"]
     with pytest.raises(ValueError, match="RNG state is incomplete or corrupt"):
         set_rng_state(tensors, meta)
+
+
+# --- load_model: a Trainer's checkpoint rebuilds its model alone -------------------
+
+
+def _tiny(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if kind == "gpt":
+        cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+        return GPT(cfg)
+    return RNNLM(11, 6, num_layers=2, cell="gru", dropout=0.1)
+
+
+def _trained(kind: str, folder) -> torch.nn.Module:
+    """A tiny model after two Trainer steps that saved to `folder`."""
+    model = _tiny(kind)
+    x = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
+    cfg = TrainConfig(max_steps=2, batch_size=3, lr=0.05, warmup_steps=0)
+    cfg.checkpoint_dir, cfg.eval_interval = str(folder), 0
+    Trainer(model, cfg, lambda b: (x, (x + 1) % 11)).fit(progress=False)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["gpt", "rnn"])
+def test_load_model_rebuilds_the_trained_model(tmp_path, kind):
+    trained = _trained(kind, tmp_path)
+    loaded = load_model(tmp_path)
+    assert type(loaded) is type(trained) and not loaded.training
+    assert loaded is not trained
+    if kind == "gpt":
+        assert loaded.config == trained.config
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight  # still tied
+    else:
+        assert loaded.model_args == trained.model_args
+    idx = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(idx)[0], trained(idx)[0], rtol=0, atol=0)
+    init = _tiny(kind).eval()  # the control: training changed the logits
+    with torch.no_grad():
+        assert not torch.allclose(init(idx)[0], trained(idx)[0])
+
+
+def test_checkpoint_names_lmbook_models_by_their_public_name(tmp_path):
+    _trained("gpt", tmp_path)
+    meta = read_checkpoint(tmp_path, load_tensors=False)[1]
+    assert meta["model"]["class"] == "GPT"
+    assert meta["model"]["config"]["n_layer"] == 2
+
+
+def _edit_meta(folder, **changes):
+    state = json.loads((folder / "state.json").read_text())
+    state["meta"].update(changes)
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("name", ["os.system", "lmbook.train.Trainer", "gpt"])
+def test_load_model_refuses_a_class_outside_the_allow_list(tmp_path, name):
+    _trained("gpt", tmp_path)
+    _edit_meta(tmp_path, model={"class": name, "config": {}})
+    with pytest.raises(ValueError, match=f"'{name}' is not one that load_model"):
+        load_model(tmp_path)
+
+
+def test_load_model_with_a_config_that_does_not_fit(tmp_path):
+    _trained("rnn", tmp_path)
+    _edit_meta(tmp_path, model={"class": "RNNLM", "config": {"vocab": 3}})
+    with pytest.raises(ValueError, match="model config does not fit RNNLM"):
+        load_model(tmp_path)
+
+
+def test_load_model_of_a_checkpoint_without_a_model_config(tmp_path):
+    write_checkpoint(tmp_path, {"model": {"w": torch.zeros(2)}}, {"step": 1})
+    with pytest.raises(ValueError, match="does not record its model's class"):
+        load_model(tmp_path)

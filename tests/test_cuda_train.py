@@ -1,5 +1,6 @@
 """lmbook.train on CUDA: bf16 and fp16 (with loss scaling) mixed-precision steps,
-a short fit that learns, and a resume that repeats the run (CUDA RNG included)."""
+a short fit that learns, a resume that repeats the run (CUDA RNG included), and a
+checkpoint that rebuilds its model on the CPU with load_model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.batching import TokenBatchSampler
+from lmbook.checkpoint import load_model
+from lmbook.gpt import GPT, GPTConfig
 from lmbook.train import TrainConfig, Trainer
 
 pytestmark = [
@@ -139,3 +142,28 @@ def test_resume_on_cuda_repeats_the_run(tmp_path, precision):
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
     for p, q in zip(resumed.model.parameters(), full.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_load_model_rebuilds_a_model_trained_on_cuda(tmp_path, precision):
+    _needs(precision)
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    model = GPT(cfg).to("cuda")
+    train = TokenBatchSampler(_data(torch.device("cuda")), 16, seed=0)
+    config = TrainConfig(
+        max_steps=6,
+        batch_size=8,
+        warmup_steps=0,
+        eval_interval=0,
+        mixed_precision=precision,
+        checkpoint_dir=str(tmp_path),
+    )
+    Trainer(model, config, train).fit(progress=False)
+    loaded = load_model(tmp_path)
+    assert {p.device.type for p in loaded.parameters()} == {"cpu"}
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    idx = torch.randint(0, V, (2, 16), generator=torch.Generator().manual_seed(1))
+    trained = model.cpu().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(idx)[0], trained(idx)[0], rtol=0, atol=0)

@@ -1,18 +1,29 @@
-"""load_text: local copies, the cache, verified atomic downloads, clear errors."""
+"""load_text and load_sst2: local copies, the cache, verified atomic downloads,
+files that follow the umask, and clear errors."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from lmbook import data, load_text, train_val_split
-from tests.conftest import serve
+from tests.conftest import serve, skip_or_fail
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = data.CORPORA["tinyshakespeare"]
+OFFLINE = "http://127.0.0.1:9/SST-2.zip"  # the discard port: nothing answers
+
+
+def shared_file(relative: str) -> Path:
+    """A file of the offline data; the test skips without it, but fails under CI."""
+    path = SHARED / relative
+    if not path.is_file():
+        skip_or_fail(f"no shared data: {path}")  # CI=true: a failure, never a skip
+    return path
 
 
 @pytest.fixture()
@@ -43,8 +54,8 @@ def fake_corpus(monkeypatch, tmp_path):
     server.shutdown()
 
 
-@pytest.mark.skipif(not (SHARED / TINY.filename).exists(), reason="no shared data")
 def test_tinyshakespeare_from_data_dir(monkeypatch):
+    shared_file(TINY.filename)
     monkeypatch.setenv("LMBOOK_DATA_DIR", str(SHARED))
     text = load_text("tinyshakespeare")
     assert len(text.encode("utf-8")) == TINY.size == 1_115_394
@@ -95,6 +106,51 @@ def test_corrupt_cache_entry_is_replaced(isolated, fake_corpus):
     assert load_text("fake") == payload
 
 
+def test_corrupt_cache_entry_offline_is_reported_and_kept(isolated, monkeypatch):
+    corpus = data.Corpus("gone.txt", "http://127.0.0.1:9/gone.txt", "0" * 64, 1)
+    monkeypatch.setitem(data.CORPORA, "gone", corpus)
+    (isolated / "cache").mkdir()
+    (isolated / "cache" / "gone.txt").write_text("truncated")
+    with pytest.raises(
+        data.DataUnavailableError, match=r"cached copy .*gone.txt cannot be used"
+    ):
+        load_text("gone")
+    assert (isolated / "cache" / "gone.txt").read_text() == "truncated"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_downloaded_file_follows_the_umask(isolated, fake_corpus, umask, mode):
+    register, _ = fake_corpus
+    register("good.txt")
+    old = os.umask(umask)
+    try:
+        path = data.data_path("fake")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+@pytest.mark.parametrize("where", ["data dir", "cache"])
+def test_folder_where_the_corpus_file_should_be(
+    isolated, monkeypatch, fake_corpus, where
+):
+    register, _ = fake_corpus
+    register("good.txt")
+    folder = isolated / ("data" if where == "data dir" else "cache") / "fake.txt"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("LMBOOK_DATA_DIR", str(isolated / "data"))
+    env = "LMBOOK_DATA_DIR" if where == "data dir" else "LMBOOK_CACHE_DIR"
+    with pytest.raises(ValueError, match=rf"{env}.* holds '.*fake.txt', which is a f"):
+        load_text("fake")
+
+
+def test_folder_where_the_sst2_file_should_be(monkeypatch, tmp_path):
+    (tmp_path / "sst2" / "train.tsv").mkdir(parents=True)
+    monkeypatch.setenv("LMBOOK_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"LMBOOK_DATA_DIR holds .*train.tsv'"):
+        data.load_sst2()
+
+
 def test_offline_and_missing_says_what_to_set(isolated, monkeypatch):
     corpus = data.Corpus("nowhere.txt", "http://127.0.0.1:9/nowhere.txt", "0" * 64, 1)
     monkeypatch.setitem(data.CORPORA, "nowhere", corpus)
@@ -125,12 +181,14 @@ def test_train_val_split():
 # --- SST-2 -------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (SHARED / data.SST2_LOCAL).exists(), reason="no shared data")
 def test_sst2_from_data_dir(monkeypatch):
+    shared = shared_file(data.SST2_LOCAL)
     monkeypatch.setenv("LMBOOK_DATA_DIR", str(SHARED))
     rows = data.load_sst2()
     assert len(rows) == 67_349 and sum(y for _, y in rows) == 37_569
     assert rows[0] == ("hide new secretions from the parental units", 0)
+    # a download is cached in exactly these bytes, so the cache checks by sha256
+    assert data._sst2_file(rows).encode("utf-8") == shared.read_bytes()
 
 
 def test_sst2_corrupt_local_copy(monkeypatch, tmp_path):
@@ -152,20 +210,110 @@ def _serve_zip(tmp_path, members: dict[str, str]):
     return serve(root)
 
 
-def test_sst2_download_is_checked_cached_and_reused(isolated, monkeypatch):
-    tsv = "sentence\tlabel\na gem \t1\ndull\t0\nfine\t1\n"  # GLUE's column order
-    server, url = _serve_zip(isolated, {"SST-2/train.tsv": tsv})
-    monkeypatch.setattr(data, "SST2_URL", f"{url}/SST-2.zip")
+SMALL_SST2 = "label\tsentence\r\n1\ta gem\r\n0\tdull\r\n1\tfine\r\n"  # as cached
+
+
+@pytest.fixture()
+def small_sst2(monkeypatch):
+    """Make a 3-row SST-2 the expected one: counts (3, 2) and SMALL_SST2's sha256."""
     monkeypatch.setattr(data, "SST2_TRAIN_COUNTS", (3, 2))
+    digest = hashlib.sha256(SMALL_SST2.encode()).hexdigest()
+    monkeypatch.setattr(data, "SST2_LOCAL_SHA256", digest)
+    monkeypatch.setattr(data, "SST2_URL", OFFLINE)
+
+
+def _load_sst2_served(tmp_path, monkeypatch, tsv: str):
+    server, url = _serve_zip(tmp_path, {"SST-2/train.tsv": tsv})
+    monkeypatch.setattr(data, "SST2_URL", f"{url}/SST-2.zip")
     try:
-        rows = data.load_sst2()
+        return data.load_sst2()
     finally:
         server.shutdown()
+
+
+def test_sst2_download_is_checked_cached_and_reused(isolated, monkeypatch, small_sst2):
+    tsv = "sentence\tlabel\na gem \t1\ndull\t0\nfine\t1\n"  # GLUE's column order
+    rows = _load_sst2_served(isolated, monkeypatch, tsv)
     assert rows == [("a gem", 1), ("dull", 0), ("fine", 1)]
     cached = isolated / "cache" / "sst2" / "train.tsv"
-    assert cached.read_text().startswith("label\tsentence\n")
+    assert cached.read_bytes() == SMALL_SST2.encode()
     assert [p.name for p in cached.parent.iterdir()] == ["train.tsv"]
+    monkeypatch.setattr(data, "SST2_URL", OFFLINE)
     assert data.load_sst2() == rows  # from the cache, server gone
+
+
+def test_sst2_download_that_makes_another_file_is_not_cached(isolated, monkeypatch):
+    monkeypatch.setattr(data, "SST2_TRAIN_COUNTS", (1, 1))  # but the sha256 differs
+    with pytest.warns(UserWarning, match="not cached"):
+        rows = _load_sst2_served(isolated, monkeypatch, "sentence\tlabel\nok\t1\n")
+    assert rows == [("ok", 1)]
+    assert not (isolated / "cache" / "sst2" / "train.tsv").exists()
+
+
+def _cache_sst2(isolated, text: str) -> Path:
+    cached = isolated / "cache" / "sst2" / "train.tsv"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(text.encode())
+    return cached
+
+
+def test_sst2_cached_copy_is_checked_by_sha256(isolated, small_sst2):
+    tampered = SMALL_SST2.replace("dull", "dall")  # same counts, other bytes
+    cached = _cache_sst2(isolated, tampered)
+    with pytest.raises(data.DataUnavailableError, match="sha256 expected") as info:
+        data.load_sst2()
+    assert str(cached) in str(info.value)
+    assert cached.read_bytes() == tampered.encode()  # reported, not deleted
+
+
+def test_sst2_cached_copy_with_a_bad_header_is_reported_not_deleted(
+    isolated, small_sst2
+):
+    text = "text\tscore\r\na gem\t1\r\n"
+    cached = _cache_sst2(isolated, text)
+    with pytest.raises(
+        data.DataUnavailableError,
+        match=r"cached copy .*train.tsv cannot be used .*header \(line 1\) must "
+        r"have the tab-separated columns 'label' and 'sentence', got 'text\\tscore'",
+    ):
+        data.load_sst2()
+    assert cached.read_bytes() == text.encode()
+
+
+def test_sst2_label_other_than_0_or_1_names_the_line(isolated, monkeypatch):
+    monkeypatch.setattr(data, "SST2_TRAIN_COUNTS", (2, 3))
+    tsv = "sentence\tlabel\nfine\t1\nodd\t2\n"
+    with pytest.raises(ValueError, match=r"SST-2.zip, line 3: label must be 0 or 1"):
+        _load_sst2_served(isolated, monkeypatch, tsv)
+
+
+@pytest.mark.parametrize("row", ["1", "1\tgood\textra", ""])
+def test_sst2_malformed_row_names_the_file_and_line(monkeypatch, tmp_path, row):
+    (tmp_path / "sst2").mkdir()
+    text = f"label\tsentence\n0\tfine\n{row}\n1\tgood\n"
+    (tmp_path / "sst2" / "train.tsv").write_text(text)
+    monkeypatch.setenv("LMBOOK_DATA_DIR", str(tmp_path))
+    with pytest.raises(
+        ValueError, match=r"sst2/train.tsv, line 3: expected 2 tab-separated fields"
+    ):
+        data.load_sst2()
+
+
+def test_sst2_malformed_download_names_the_line(isolated, monkeypatch):
+    tsv = "label\tsentence\n1\tgood\n0\n"  # was an AttributeError
+    with pytest.raises(ValueError, match="SST-2.zip, line 3: expected 2 tab-sep"):
+        _load_sst2_served(isolated, monkeypatch, tsv)
+
+
+def test_sst2_cache_file_follows_the_umask(isolated, monkeypatch, small_sst2):
+    tsv = "sentence\tlabel\na gem\t1\ndull\t0\nfine\t1\n"
+    old = os.umask(0o022)
+    try:
+        _load_sst2_served(isolated, monkeypatch, tsv)
+    finally:
+        os.umask(old)
+    cached = isolated / "cache" / "sst2" / "train.tsv"
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o644
 
 
 def test_sst2_download_with_wrong_counts_saves_nothing(isolated, monkeypatch):

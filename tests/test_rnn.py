@@ -243,7 +243,9 @@ def test_bad_batch_first():
 
 
 def test_bad_nonlinearity():
-    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
+    with pytest.raises(
+        ValueError, match="nonlinearity must be one of 'tanh', 'relu', got 'sigmoid'"
+    ):
         RNN(3, 4, nonlinearity="sigmoid")
 
 
@@ -310,7 +312,7 @@ def test_bad_cell_state_shape():
 
 def test_bad_rnnlm_cell_name():
     with pytest.raises(
-        ValueError, match=r"cell must be one of \['gru', 'lstm', 'rnn'\]"
+        ValueError, match="cell must be one of 'gru', 'lstm', 'rnn', got 'transf"
     ):
         RNNLM(10, 8, cell="transformer")
 
@@ -358,3 +360,31 @@ def test_bad_rnnlm_fast_type():
     model = RNNLM(10, 8)
     with pytest.raises(TypeError, match="fast must be a bool, got str"):
         model.fast = "no"
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0)])
+def test_bad_rnnlm_empty_batch(shape):
+    idx = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"idx must be \(B, T\) with B, T >= 1"):
+        RNNLM(10, 8)(idx, idx)
+    full = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"targets must be \(B, T\) with B, T >= 1"):
+        RNNLM(10, 8)(full, idx)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_bad_rnnlm_dropout_not_finite(value):
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got"):
+        RNNLM(10, 8, dropout=value)
+
+
+def test_rnnlm_model_args_rebuild_the_model():
+    model = RNNLM(10, 6, num_layers=2, cell="gru", dropout=0.2, fast=False)
+    assert model.model_args == dict(
+        vocab_size=10, hidden_size=6, num_layers=2, cell="gru", dropout=0.2, fast=False
+    )
+    twin = RNNLM(**model.model_args)
+    twin.load_state_dict(model.state_dict())  # strict: same names and shapes
+    model.eval(), twin.eval()
+    idx = torch.randint(0, 10, (2, 5), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(twin(idx)[0], model(idx)[0], rtol=0, atol=0)

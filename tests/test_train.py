@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -360,12 +361,84 @@ def test_resume_overrides_config(tmp_path):
     assert resumed.config.max_steps == 20 and resumed.config.lr == trainer.config.lr
 
 
-def test_checkpoint_keeps_only_the_latest_files(tmp_path):
+def test_resume_overrides_reach_the_optimizer(tmp_path):
+    trainer = make_trainer(max_steps=4, eval_interval=0)
+    trainer.fit(progress=False)
+    trainer.save_checkpoint(tmp_path)
+    new = dict(weight_decay=0.0, betas=(0.5, 0.6), lr=0.2, min_lr=0.1, max_steps=10)
+    resumed = Trainer.resume(tmp_path, Bigram(), *samplers(), **new)
+    decay, no_decay = resumed.optimizer.param_groups
+    for group in (decay, no_decay):
+        assert group["betas"] == (0.5, 0.6) and group["weight_decay"] == 0.0
+        assert group["lr"] == lr_at(4, resumed.config)
+    # the next step is AdamW's step with the new values, on the restored moments
+    ref_model = copy.deepcopy(resumed.model)
+    ref = configure_optimizer(ref_model, 0.2, 0.0, (0.5, 0.6))
+    ref.load_state_dict(copy.deepcopy(resumed.optimizer.state_dict()))
+    x, y = resumed.train_batches(4)
+    rng = torch.get_rng_state()
+    resumed.train_step(x, y)
+    torch.set_rng_state(rng)
+    ref.zero_grad()
+    ref_model(x, y)[1].backward()
+    torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 1.0)
+    for group in ref.param_groups:
+        group["lr"] = lr_at(4, resumed.config)
+    ref.step()
+    for p, q in zip(resumed.model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_load_checkpoint_keeps_the_trainers_own_hyperparameters(tmp_path):
+    make_trainer(max_steps=4, eval_interval=0).save_checkpoint(tmp_path)
+    other = make_trainer(betas=(0.8, 0.85), weight_decay=0.3)
+    other.load_checkpoint(tmp_path)
+    assert [g["betas"] for g in other.optimizer.param_groups] == [(0.8, 0.85)] * 2
+    assert [g["weight_decay"] for g in other.optimizer.param_groups] == [0.3, 0.0]
+
+
+def test_resume_saves_to_an_overridden_checkpoint_dir(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    make_trainer(max_steps=4, checkpoint_dir=str(old), eval_interval=0).fit(False)
+    resumed = Trainer.resume(
+        old, Bigram(), *samplers(), checkpoint_dir=str(new), max_steps=6
+    )
+    resumed.fit(progress=False)
+    steps = [
+        json.loads((d / "state.json").read_text())["meta"]["step"] for d in (old, new)
+    ]
+    assert steps == [4, 6]
+
+
+def test_resume_with_an_unknown_override(tmp_path):
+    make_trainer().save_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match="'max_step', which is not a TrainConfig"):
+        Trainer.resume(tmp_path, Bigram(), *samplers(), max_step=20)
+
+
+def test_checkpoint_keeps_the_latest_and_the_previous_files(tmp_path):
     trainer = make_trainer(checkpoint_dir=str(tmp_path), eval_interval=0)
     trainer.fit(progress=False)  # saves at 4, 8, 12
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 6 and "state.json" in names  # 5 tensor files + state.json
-    assert all("00000012" in n for n in names if n != "state.json")
+    names = {p.name for p in tmp_path.iterdir()}
+    tensor_files = names - {"state.json", "state.prev.json"}
+    assert len(names) == len(tensor_files) + 2
+    steps = sorted(n.split("-")[-2] for n in tensor_files)  # 5 tensor files each
+    assert steps == ["00000008"] * 5 + ["00000012"] * 5
+
+
+def test_corrupt_state_json_resumes_from_the_previous_checkpoint(tmp_path):
+    trainer = make_trainer(checkpoint_dir=str(tmp_path), eval_interval=0)
+    trainer.callbacks = [kill_at(9)]
+    with pytest.raises(Kill):
+        trainer.fit(progress=False)  # saved at 4 and 8
+    (tmp_path / "state.json").write_bytes(b"\x00" * 100)  # a disk error
+    with pytest.warns(UserWarning, match="previous checkpoint"):
+        resumed = Trainer.resume(tmp_path, Bigram(), *samplers())
+    assert resumed.step == 4
+    resumed.fit(progress=False)
+    full = make_trainer(eval_interval=0)
+    full.fit(progress=False)
+    assert resumed.history == full.history
 
 
 def test_tied_weights_survive_a_checkpoint(tmp_path):
@@ -501,8 +574,19 @@ def test_config_lr_zero():
 
 
 def test_config_min_lr_above_lr():
-    with pytest.raises(ValueError, match=r"min_lr must be in \[0.0, 0.001\], got 0.01"):
+    with pytest.raises(ValueError, match=r"min_lr must be in \[0, 0.001\], got 0.01"):
         TrainConfig(lr=1e-3, min_lr=1e-2)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize(
+    "field", ["lr", "min_lr", "weight_decay", "grad_clip", "betas"]
+)
+def test_config_rejects_non_finite_numbers(field, value):
+    kw = {field: (0.9, value) if field == "betas" else value}
+    name = "betas[1]" if field == "betas" else field
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} must be .*, got"):
+        TrainConfig(**kw)
 
 
 def test_config_warmup_longer_than_run():
@@ -513,7 +597,7 @@ def test_config_warmup_longer_than_run():
 
 
 def test_config_beta_of_one():
-    with pytest.raises(ValueError, match=r"betas\[0\] must be < 1"):
+    with pytest.raises(ValueError, match=r"betas\[0\] must be in \[0, 1\), got 1.0"):
         TrainConfig(betas=(1.0, 0.95))
 
 
@@ -523,7 +607,7 @@ def test_config_betas_not_a_pair():
 
 
 def test_config_negative_grad_clip():
-    with pytest.raises(ValueError, match="grad_clip must be in"):
+    with pytest.raises(ValueError, match="grad_clip must be >= 0, got -1.0"):
         TrainConfig(grad_clip=-1.0)
 
 
@@ -596,5 +680,30 @@ def test_evaluate_without_val_batches():
 
 
 def test_save_checkpoint_without_a_path():
-    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got None"):
+    with pytest.raises(TypeError, match="checkpoint_dir must be a str or os.Path"):
         make_trainer().save_checkpoint()
+
+
+def test_checkpoint_dir_that_is_a_file(tmp_path):
+    file = tmp_path / "run"
+    file.write_text("notes")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*run' is a file"):
+        config(checkpoint_dir=str(file))
+    trainer = make_trainer(checkpoint_dir=str(tmp_path / "later"), max_steps=4)
+    (tmp_path / "later").write_text("made after the config")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*later' is a file"):
+        trainer.fit(progress=False)
+    with pytest.raises(ValueError, match=r"path '.*run' is a file"):
+        trainer.save_checkpoint(file)
+    assert file.read_text() == "notes"
+
+
+@pytest.mark.parametrize("which", ["train_batches", "val_batches"])
+def test_empty_batch_is_refused(which):
+    empty = torch.zeros(0, 8, dtype=torch.long)
+    good = samplers()[0]
+    sources = {"train_batches": good, "val_batches": good}
+    sources[which] = lambda batch_size: (empty, empty)
+    trainer = Trainer(Bigram(), config(eval_interval=1), **sources)
+    with pytest.raises(ValueError, match=f"{which} gave an empty batch.*B >= 1"):
+        trainer.fit(progress=False)

@@ -16,7 +16,6 @@ import html
 import itertools
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from importlib import resources
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from lmbook.fileio import atomic_write, check_path
 
 ROW_SUM_ATOL = 1e-3  # every attention row must sum to 1 within this tolerance
 DEFLATE_ABOVE = 256 * 1024  # compress the weights when they exceed this many bytes
@@ -267,11 +268,25 @@ class AttentionView:
             "data": base64.b64encode(raw).decode("ascii"),
         }
 
+    def _element_id(self) -> str:
+        """A new element id: ``lmbook-attn-<n>-<hash>``, unique on the page.
+
+        n counts the views rendered in this process; the hash covers the tokens,
+        shape and settings, so outputs left from before a kernel restart do not
+        clash. It never covers the weights: their last bits differ between CPUs,
+        and the id is part of the stored output that nbval compares.
+        """
+        key = json.dumps(
+            [self.tokens, self.shape, self.layer, self.head, self.mode, self.title],
+            ensure_ascii=True,
+        )
+        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+        return f"lmbook-attn-{next(_counter)}-{digest}"
+
     def _repr_html_(self) -> str:
         """One self-contained HTML fragment (inline CSS and JS; no network)."""
         payload = _escape_json(self.payload())
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:8]
-        uid = f"lmbook-attn-{next(_counter)}-{digest}"  # unique on the page
+        uid = self._element_id()
         js = _static("attention_view.js")
         if "</script" in js.lower():  # the library must not close its own tag
             raise RuntimeError("attention_view.js contains '</script'")
@@ -300,13 +315,14 @@ class AttentionView:
         )
 
     def save_html(self, path: str | os.PathLike) -> Path:
-        """Write a standalone UTF-8 page with this view (atomically); returns path."""
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(
-                f"path must be a str or os.PathLike, got {type(path).__name__}"
-            )
-        path = Path(path)
-        if not path.parent.is_dir():
+        """Write a standalone UTF-8 page with this view (atomically); returns path.
+
+        The file gets the mode ``open()`` would give it (0o666 less the umask).
+        """
+        path = check_path(path, "path")
+        if path.is_dir():
+            raise ValueError(f"path {str(path)!r} is a folder; expected a file path")
+        if not path.parent.exists():
             raise ValueError(f"path's folder {str(path.parent)!r} does not exist")
         title = html.escape(self.title or "Attention view")
         page = (
@@ -315,15 +331,4 @@ class AttentionView:
             f"<title>{title}</title>\n</head>\n<body>\n{self._repr_html_()}\n"
             "</body>\n</html>\n"
         )
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(page)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a page is for reading
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, page, name="path")
