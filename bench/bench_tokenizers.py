@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("RAYON_NUM_THREADS", "2")  # before `tokenizers` starts its pool
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_bpe
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lmbook from the checkout
 
 import torch  # noqa: E402
 from timing import measure  # noqa: E402  (bench/timing.py)
@@ -29,7 +29,6 @@ from timing import measure  # noqa: E402  (bench/timing.py)
 from lmbook import get_device, load_text  # noqa: E402
 from lmbook.batching import TokenBatchSampler  # noqa: E402
 from lmbook.tokenizers import BPETokenizer  # noqa: E402
-from tests.reference_bpe import hf_tokenizer  # noqa: E402
 
 
 def hf_train(text: str, vocab_size: int):
@@ -80,7 +79,7 @@ def main() -> None:
 
     tok = BPETokenizer().train(text, vocab_size)
     try:
-        hf = hf_tokenizer(tok)
+        hf = tok.to_hf().backend_tokenizer  # the Rust tokenizer, same merges
     except ImportError:
         print("Hugging Face `tokenizers` is not installed: skipping the comparison")
     else:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import importlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lmbook import exercises
 
-PARTS = ["core_concepts_a", "core_concepts_b", "mathematics_a", "mathematics_b"]
+PARTS = sorted(  # every tests/test_exercises_<part>.py, each with ROUNDED and WRONG
+    p.stem.removeprefix("test_exercises_")
+    for p in Path(__file__).parent.glob("test_exercises_*.py")
+)
 
 
 def _toy(monkeypatch, expected, sig=3, name="toy"):

@@ -1,6 +1,6 @@
 """lmbook.tokenizers: round trips (hypothesis), the fast BPE trainer against the
-readable reference one, a hand-worked example and Hugging Face's BPE, file formats,
-and bad input."""
+readable reference one, a hand-worked example, conversion to and from Hugging Face
+tokenizers (same ids on hostile Unicode), file formats, and bad input."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ from lmbook.tokenizers import (
     BPETokenizer,
     CharTokenizer,
     UnknownCharacterError,
+    bytes_to_unicode,
     train_bpe_fast,
     train_bpe_reference,
 )
 from tests.conftest import skip_or_fail
-from tests.reference_bpe import hf_tokenizer, merge_ids, naive_encode
+from tests.reference_bpe import merge_ids, naive_encode
 
 SAMPLE = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -302,13 +303,6 @@ def test_bpe_save_load_round_trip(tmp_path, bpe):
     assert back.encode(SAMPLE) == bpe.encode(SAMPLE)
 
 
-def test_bpe_matches_hugging_face_with_the_same_merges(bpe):
-    pytest.importorskip("tokenizers")
-    hf = hf_tokenizer(bpe)
-    text = SAMPLE + " it's 2024's \u00a0x  \n\n y"
-    assert hf.encode(text).ids == bpe.encode(text)
-
-
 def test_stdlib_pattern_agrees_with_gpt2_pattern():
     ours, gpt2 = re.compile(STDLIB_SPLIT_PATTERN), regex.compile(GPT2_SPLIT_PATTERN)
 
@@ -493,3 +487,341 @@ def test_saved_files_follow_the_umask(tmp_path):
         os.umask(old)
     for name in ("bpe.json", "chars.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+# --- Hugging Face tokenizers: to_hf, from_hf, save_pretrained ----------------------
+
+# Characters that split text in unusual ways: combining marks, zero-width joiners and
+# spaces, a byte-order mark, emoji sequences (ZWJ, skin tone, flag), CJK, every kind
+# of whitespace and control GPT-2's pattern treats differently, superscripts and
+# other non-decimal numbers, and the letters of the "'s"-style contractions.
+HOSTILE = (
+    "aé東京タ🙂👩\u200d💻👍🏽🇫🇷x\u0301\u0300\u20dd\u200b\ufeff"
+    " \t\n\r\x0b\x0c\x85\xa0\u2028\u3000\x00\x1c\x1f\x7f"
+    "'sStTlLdDmMvVeErR09²٣½Ⅻ!?.-_"
+)
+PIECES = [
+    "'s",
+    "'S",
+    "'ll",
+    "'ve",
+    "'re",
+    "n't",
+    " ",
+    "  ",
+    "   ",
+    "\n",
+    " \n ",
+    "\n\n",
+    "\t",
+    "don't",
+    "IT'S",
+    "東京タワー",
+    "中文分词",
+    "👩\u200d💻",
+    "🇫🇷",
+    "e\u0301",
+    "x\u0301\u0300",
+    "42",
+    " 3.14",
+    "ｆｕｌｌ",
+    "\u3000",
+    "\xa0",
+]
+hostile_text = st.one_of(
+    # Any assigned character: the Rust library's tables (Unicode 16 in tokenizers
+    # 0.23) lack letters added later, which GPT-2's \p{L} reads differently there.
+    st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=60),
+    st.text(st.sampled_from(HOSTILE), max_size=60),
+    st.lists(st.sampled_from(PIECES + list(HOSTILE)), max_size=16).map("".join),
+)
+HF_CORPUS = SAMPLE + "".join(PIECES) * 4 + HOSTILE * 4
+
+
+@pytest.fixture(scope="module")
+def hf_pair():
+    """pattern -> (lmbook tokenizer trained on HF_CORPUS, its to_hf())."""
+    pytest.importorskip("transformers")
+    pairs = {}
+    for pattern in ("gpt2", None):
+        tok = BPETokenizer(pattern).train(HF_CORPUS, 400)
+        pairs[pattern] = (tok, tok.to_hf())
+    return pairs
+
+
+def test_bytes_to_unicode_is_gpt2s_alphabet():
+    tokenizers = pytest.importorskip("tokenizers")
+    b2u = bytes_to_unicode()
+    assert len(b2u) == 256 and len(set(b2u.values())) == 256
+    assert all(c.isprintable() and not c.isspace() for c in b2u.values())
+    assert (b2u[0x20], b2u[0x0A], b2u[0x09], b2u[0x00]) == ("Ġ", "Ċ", "ĉ", "Ā")
+    assert (b2u[ord("A")], b2u[0xE9], b2u[0xAD]) == ("A", "é", "Ń")
+    assert set(b2u.values()) == set(tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    # the library's byte-level decoder reads our characters as the same bytes
+    decoder = tokenizers.decoders.ByteLevel()
+    text = "héllo 東京 🙂\n\t\x00"
+    assert decoder.decode(["".join(b2u[b] for b in text.encode())]) == text
+
+
+def test_to_hf_builds_a_split_and_byte_level_bpe(hf_pair):
+    tok, hf = hf_pair["gpt2"]
+    spec = json.loads(hf.backend_tokenizer.to_str())
+    split, byte_level = spec["pre_tokenizer"]["pretokenizers"]
+    assert split["type"] == "Split" and split["behavior"] == "Isolated"
+    assert split["pattern"] == {"Regex": GPT2_SPLIT_PATTERN}
+    assert byte_level["type"] == "ByteLevel" and not byte_level["use_regex"]
+    assert not byte_level["add_prefix_space"]
+    assert spec["decoder"]["type"] == "ByteLevel" and spec["normalizer"] is None
+    assert spec["model"]["type"] == "BPE" and spec["added_tokens"] == []
+    vocab, b2u = spec["model"]["vocab"], bytes_to_unicode()
+    assert len(vocab) == hf.vocab_size == tok.vocab_size
+    assert all(vocab[b2u[b]] == b for b in range(256))
+    for k, (a, b) in enumerate(spec["model"]["merges"]):
+        assert vocab[a + b] == 256 + k
+        assert tok.vocab[256 + k] == tok.vocab[vocab[a]] + tok.vocab[vocab[b]]
+    plain = json.loads(BPETokenizer(None).to_hf().backend_tokenizer.to_str())
+    assert plain["pre_tokenizer"]["type"] == "ByteLevel"  # no Split: one chunk
+    assert not plain["pre_tokenizer"]["use_regex"]
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", None])
+@settings(max_examples=150, deadline=None)
+@given(s=hostile_text)
+def test_hugging_face_encodes_hostile_unicode_to_the_same_ids(hf_pair, pattern, s):
+    tok, hf = hf_pair[pattern]
+    ids = tok.encode(s)
+    assert hf.encode(s) == ids
+    assert hf(s)["input_ids"] == ids
+    assert hf.decode(ids) == tok.decode(ids) == s
+
+
+def test_hugging_face_uses_the_learned_multibyte_merges(hf_pair):
+    tok, hf = hf_pair["gpt2"]
+    for word in ["東京タワー", "👩\u200d💻", " don't", "'s"]:
+        ids = tok.encode(word)
+        assert len(ids) < len(word.encode()), word  # merges learned from HF_CORPUS
+        assert hf.encode(word) == ids
+        assert hf.convert_ids_to_tokens(ids) == [
+            "".join(bytes_to_unicode()[b] for b in tok.vocab[i]) for i in ids
+        ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_hugging_face_decodes_any_ids_like_lmbook(hf_pair, data):
+    # arbitrary ids are often not valid UTF-8: both put U+FFFD in the same places
+    tok, hf = hf_pair["gpt2"]
+    ids = data.draw(st.lists(st.integers(0, tok.vocab_size - 1), max_size=12))
+    assert hf.decode(ids) == tok.decode(ids)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", None])
+def test_lone_surrogates_are_refused_by_both(hf_pair, pattern):
+    # "\ud800" alone is no Unicode character and has no UTF-8 bytes to encode
+    tok, hf = hf_pair[pattern]
+    with pytest.raises(ValueError, match=r"surrogate '\\ud800' at position 1"):
+        tok.encode("a\ud800b")
+    with pytest.raises(Exception):  # noqa: B017  the Rust binding's TypeError
+        hf.encode("a\ud800b")
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", None, r" ?[A-Za-z]+|\s+|[^\sA-Za-z]+"])
+def test_from_hf_of_to_hf_gives_the_same_tokenizer(pattern):
+    pytest.importorskip("transformers")
+    tok = BPETokenizer(pattern).train(HF_CORPUS, 380)
+    hf = tok.to_hf()
+    for source in (hf, hf.backend_tokenizer):
+        back = BPETokenizer.from_hf(source)
+        assert back.merges == tok.merges and back.pattern == tok.pattern
+        assert back.encode(HF_CORPUS) == tok.encode(HF_CORPUS) == hf.encode(HF_CORPUS)
+
+
+def test_from_hf_reads_gpt2s_own_byte_level_pre_tokenizer():
+    # a single ByteLevel with use_regex=True splits with GPT-2's pattern itself
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = BPETokenizer().train(SAMPLE, 300)
+    backend = tok.to_hf().backend_tokenizer
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(
+        add_prefix_space=False, use_regex=True
+    )
+    back = BPETokenizer.from_hf(backend)
+    assert back.pattern == GPT2_SPLIT_PATTERN and back.merges == tok.merges
+    assert backend.encode(SAMPLE).ids == back.encode(SAMPLE)
+
+
+def test_save_pretrained_loads_unchanged_with_auto_tokenizer(tmp_path, hf_pair):
+    transformers = pytest.importorskip("transformers")
+    tok, hf = hf_pair["gpt2"]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # a model saved there first
+    tok.save_pretrained(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["config.json", "tokenizer.json", "tokenizer_config.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporaries
+    loaded = transformers.AutoTokenizer.from_pretrained(folder)
+    assert loaded.backend_tokenizer.to_str() == hf.backend_tokenizer.to_str()
+    assert loaded.encode(HF_CORPUS) == tok.encode(HF_CORPUS)
+    assert loaded.decode(tok.encode(HF_CORPUS)) == HF_CORPUS
+    for back in (BPETokenizer.from_hf(loaded), BPETokenizer.from_pretrained(folder)):
+        assert back.merges == tok.merges and back.pattern == tok.pattern
+    BPETokenizer(None).save_pretrained(folder)  # replaces the tokenizer files
+    assert BPETokenizer.from_pretrained(folder).vocab_size == 256
+    assert (folder / "config.json").read_text() == "{}"
+
+
+def test_from_pretrained_needs_a_folder_with_tokenizer_json(tmp_path):
+    pytest.importorskip("tokenizers")
+    with pytest.raises(ValueError, match=r"is not a folder"):
+        BPETokenizer.from_pretrained(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"tokenizer.json not found"):
+        BPETokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"not a valid tokenizer.json"):
+        BPETokenizer.from_pretrained(tmp_path)
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        BPETokenizer.from_pretrained(3)
+
+
+def _hf_bpe(pre_tokenizer="byte_level", decoder=True, **model_kw):
+    """A tokenizers.Tokenizer laid out as lmbook's, with parts to break in tests."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers
+
+    backend = BPETokenizer().train(SAMPLE, 300).to_hf().backend_tokenizer
+    spec = json.loads(backend.to_str())
+    model = models.BPE(
+        spec["model"]["vocab"], [tuple(m) for m in spec["model"]["merges"]], **model_kw
+    )
+    out = tokenizers.Tokenizer(model)
+    if pre_tokenizer == "byte_level":
+        pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if pre_tokenizer is not None:
+        out.pre_tokenizer = pre_tokenizer
+    if decoder:
+        out.decoder = decoders.ByteLevel()
+    return out
+
+
+def _refused(hf, match):
+    with pytest.raises(ValueError, match="cannot read this tokenizer as lmbook's"):
+        BPETokenizer.from_hf(hf)
+    with pytest.raises(ValueError, match=match):
+        BPETokenizer.from_hf(hf)
+
+
+def _byte_level_after_split():
+    from tokenizers import pre_tokenizers
+
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+
+
+def test_from_hf_refuses_a_wordpiece_tokenizer():
+    tokenizers = pytest.importorskip("tokenizers")
+    wordpiece = tokenizers.models.WordPiece(
+        {"[UNK]": 0, "un": 1, "##able": 2}, unk_token="[UNK]"
+    )
+    hf = tokenizers.Tokenizer(wordpiece)
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    _refused(hf, r"model is WordPiece, not BPE")
+
+
+def test_from_hf_refuses_bpe_without_a_byte_level_pre_tokenizer():
+    tokenizers = pytest.importorskip("tokenizers")
+    whitespace = tokenizers.pre_tokenizers.Whitespace()
+    _refused(_hf_bpe(whitespace), r"pre-tokenizer is Whitespace, not byte-level")
+    _refused(_hf_bpe(None), r"pre-tokenizer is none, not byte-level")
+    two = tokenizers.pre_tokenizers.Sequence([whitespace, _byte_level_after_split()])
+    _refused(_hf_bpe(two), r"pre-tokenizer is Sequence\[Whitespace, ByteLevel\]")
+    prefix = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=True)
+    _refused(_hf_bpe(prefix), r"add_prefix_space=True")
+    split = tokenizers.pre_tokenizers.Split(
+        tokenizers.Regex(r"\s+"), behavior="removed"
+    )
+    seq = tokenizers.pre_tokenizers.Sequence([split, _byte_level_after_split()])
+    _refused(_hf_bpe(seq), r"behavior='Removed'")
+    twice = tokenizers.pre_tokenizers.Sequence(
+        [
+            tokenizers.pre_tokenizers.Split(
+                tokenizers.Regex(r"\s+|\S+"), behavior="isolated"
+            ),
+            tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    _refused(_hf_bpe(twice), r"use_regex=True after a Split, so it splits twice")
+
+
+def test_from_hf_refuses_a_byte_level_bpe_trained_by_hugging_face():
+    # HF's trainer numbers the bytes in the order of GPT-2's alphabet, not 0..255
+    tokenizers = pytest.importorskip("tokenizers")
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE())
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=300,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator([SAMPLE], trainer)
+    _refused(hf, r"byte 0x00 \('Ā'\) has id \d+; lmbook's layout gives byte i")
+
+
+def test_from_hf_refuses_what_changes_the_ids():
+    tokenizers = pytest.importorskip("tokenizers")
+    _refused(_hf_bpe(decoder=False), r"decoder is none, not ByteLevel")
+    _refused(_hf_bpe(dropout=0.1), r"dropout=0.1")
+    _refused(_hf_bpe(byte_fallback=True), r"byte_fallback=True")
+    hf = _hf_bpe()
+    hf.normalizer = tokenizers.normalizers.NFC()
+    _refused(hf, r"normalizer \(NFC\)")
+    hf = _hf_bpe()
+    hf.add_special_tokens(["<|endoftext|>"])
+    _refused(hf, r"1 added or special tokens \('<\|endoftext\|>'\)")
+    hf = _hf_bpe()
+    hf.post_processor = tokenizers.processors.TemplateProcessing(
+        single="Ġ $A", special_tokens=[("Ġ", 32)]
+    )
+    _refused(hf, r"post-processor \(TemplateProcessing\) adds tokens")
+
+
+def test_from_hf_refuses_another_id_layout():
+    tokenizers = pytest.importorskip("tokenizers")
+    spec = json.loads(_hf_bpe().to_str())
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    first, second = ("".join(m) for m in merges[:2])
+    vocab[first], vocab[second] = 257, 256  # the first two merges' ids swapped
+    swapped = json.loads(json.dumps(spec))
+    swapped["model"]["vocab"] = vocab
+    _refused(
+        tokenizers.Tokenizer.from_str(json.dumps(swapped)),
+        r"merge 0 .* makes the token with id 257; .* 256 \+ k = 256",
+    )
+    spec["model"]["merges"] = merges[:-1]  # a token without its merge
+    _refused(
+        tokenizers.Tokenizer.from_str(json.dumps(spec)),
+        r"vocabulary has 300 tokens and it has 43 merges",
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["gpt2", None, {"model": "BPE"}, BPETokenizer(), CharTokenizer(["a"])]
+)
+def test_from_hf_of_something_else_is_a_type_error(value):
+    pytest.importorskip("tokenizers")
+    with pytest.raises(TypeError, match=r"hf_tokenizer must be a transformers .*got"):
+        BPETokenizer.from_hf(value)
+
+
+def test_to_hf_refuses_what_hugging_face_cannot_hold(tmp_path):
+    pytest.importorskip("transformers")
+    # merges 1 and 3 both make b"abc": HF's vocabulary maps a string to one id
+    obj = {"format": "lmbook.BPETokenizer", "version": 1, "pattern": None}
+    obj["merges"] = [[97, 98], [256, 99], [98, 99], [97, 258]]
+    (tmp_path / "t.json").write_text(json.dumps(obj))
+    tok = BPETokenizer.load(tmp_path / "t.json")
+    with pytest.raises(
+        ValueError, match=r"tokens 257 and 259 both stand for the bytes b'abc'"
+    ):
+        tok.to_hf()
+    with pytest.raises(ValueError, match=r"does not compile in the tokenizers lib"):
+        BPETokenizer(r"(?V1)\w+|\W").to_hf()  # `regex`-only syntax

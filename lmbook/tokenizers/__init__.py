@@ -13,11 +13,14 @@ incremental pair counts (the default of `BPETokenizer.train`).
 
 These classes are for reading. In practice use Hugging Face's ``tokenizers``
 library (Rust, parallel, with normalizers and special tokens); it trains the same
-kind of byte-level BPE on gigabytes in seconds.
+kind of byte-level BPE on gigabytes in seconds. `BPETokenizer.to_hf` and
+`BPETokenizer.from_hf` convert to and from it (`lmbook.tokenizers.hf`), with the
+same ids, and `bytes_to_unicode` is GPT-2's printable alphabet for bytes.
 """
 
 from lmbook.tokenizers.bpe import GPT2_SPLIT_PATTERN, STDLIB_SPLIT_PATTERN, BPETokenizer
 from lmbook.tokenizers.char import CharTokenizer, UnknownCharacterError
+from lmbook.tokenizers.hf import bytes_to_unicode
 from lmbook.tokenizers.train_bpe import train_bpe_fast, train_bpe_reference
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "GPT2_SPLIT_PATTERN",
     "STDLIB_SPLIT_PATTERN",
     "UnknownCharacterError",
+    "bytes_to_unicode",
     "train_bpe_fast",
     "train_bpe_reference",
 ]

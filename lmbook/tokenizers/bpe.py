@@ -19,6 +19,7 @@ import torch
 
 from lmbook.checks import check_bool, check_choice, check_int, tname
 from lmbook.fileio import atomic_write
+from lmbook.tokenizers import hf as _hf
 from lmbook.tokenizers._shared import as_id_list, check_text, read_json
 from lmbook.tokenizers.train_bpe import train_bpe_fast, train_bpe_reference
 
@@ -243,6 +244,42 @@ class BPETokenizer:
         tok = cls(pattern)
         tok._set_merges(pairs)
         return tok
+
+    def to_hf(self):
+        """This tokenizer as a ``transformers.PreTrainedTokenizerFast``.
+
+        A BPE model with the same merges and ids (tokens written in GPT-2's
+        byte-to-unicode alphabet), a ``Split`` pre-tokenizer with `pattern`, and
+        byte-level pre-tokenizer and decoder: it encodes every string to the same
+        ids. A custom `pattern` is compiled by the Rust library (Oniguruma), which
+        must read it as `regex` does. Needs ``pip install 'lmbook[hf]'``.
+        """
+        return _hf.to_hf(self)
+
+    @classmethod
+    def from_hf(cls, hf_tokenizer) -> BPETokenizer:
+        """The lmbook tokenizer of a Hugging Face byte-level BPE tokenizer.
+
+        `hf_tokenizer` is a ``PreTrainedTokenizerFast`` (e.g. from `to_hf` or
+        ``AutoTokenizer.from_pretrained``) or a ``tokenizers.Tokenizer``. It must
+        be laid out as lmbook's: token ``i < 256`` is byte ``i`` and merge ``k``
+        makes token ``256 + k``, with no normalizer or added tokens; otherwise a
+        ValueError says what differs. Anything else is a TypeError.
+        """
+        return _hf.from_hf(hf_tokenizer, cls)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write Hugging Face's tokenizer files into folder `path`, atomically.
+
+        ``AutoTokenizer.from_pretrained(path)`` then loads `to_hf`'s tokenizer.
+        Other files in the folder (a model saved there) are kept.
+        """
+        _hf.save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Read the tokenizer.json in folder `path` (see `from_hf`)."""
+        return _hf.from_pretrained(path, cls)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, pattern={self.pattern!r})"
