@@ -25,7 +25,7 @@ MAX_ALL_BYTES = 25_000_000  # all house models together
 # This bound guards what ships (a retrain may only improve it); lower it to 1.50
 # when the longer recipe has been run.
 SHIPPED_VAL_LOSS_BOUND = 1.74
-BIGRAM_BASELINE = 2.45  # a character bigram model's loss on the same split
+BIGRAM_BASELINE = 2.45  # below a character bigram model (about 2.5 nats/char)
 
 
 def _script():
