@@ -15,19 +15,22 @@ Wolf, 2017) and GPT-2's scaled residual initialisation (Radford et al., 2019).
 A `Recipe` changes one of these at a time: the learning rate, a
 warmup-stable-decay schedule (Hu et al., 2024; Hägele et al., 2024), the batch
 size, the initialisation, AdamW's settings, tying, or the Muon optimizer of the
-modded-nanogpt speedrun (Jordan et al., 2024) for the hidden matrices (`Muon`,
-torch.optim.Muon's update with float32 Newton-Schulz). `train` runs a recipe
-and times its training steps with evaluation excluded. The model shape and the
-validation data never change, so every recipe is judged on the same task.
+modded-nanogpt speedrun (Jordan et al., 2024) for the hidden matrices
+(`lmbook.muon.Muon`). `train` runs a recipe and times its training steps with
+evaluation excluded. The model shape and the validation data never change, so
+every recipe is judged on the same task; `load_bench_results` reads what
+``bench/bench_speedrun.py`` measured.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -38,6 +41,7 @@ from lmbook.batching import TokenBatchSampler
 from lmbook.checks import check_bool, check_choice, check_float, check_int, tname
 from lmbook.data import load_text, train_val_split
 from lmbook.gpt import GPT, GPTConfig
+from lmbook.muon import Muon
 from lmbook.tokenizers import CharTokenizer
 from lmbook.utils import set_seed
 
@@ -55,6 +59,8 @@ __all__ = [
     "val_windows",
     "evaluate",
     "train",
+    "Session",
+    "load_bench_results",
 ]
 
 # nanoGPT's CPU model: --n_layer=4 --n_head=4 --n_embd=128 --block_size=64
@@ -63,7 +69,8 @@ MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=F
 SCHEDULES = ("cosine", "wsd")
 INITS = ("scaled", "plain")
 OPTIMIZERS = ("adamw", "muon")
-NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's (a, b, c)
+RESULTS = "bench/results/speedrun.json"  # written by bench/bench_speedrun.py
+RESULTS_URL = "https://raw.githubusercontent.com/lmbook/lmbook/main/" + RESULTS
 
 
 @dataclass(frozen=True)
@@ -119,9 +126,12 @@ class Recipe:
 
 
 NANOGPT = Recipe()
-# The faster recipe of the chapter; bench/bench_speedrun.py measures it.
+# The faster recipe of the chapter: the changes that paid in the ablation of
+# bench/bench_speedrun.py (Muon for the blocks' matrices, AdamW's lr 3e-3,
+# warmup-stable-decay, batch 24), nanoGPT's choices for the rest. 400 steps
+# leave a margin: with 350, one seed in four missed the target of 1.89.
 FAST = Recipe(
-    max_iters=350,
+    max_iters=400,
     batch_size=24,
     lr=3e-3,
     min_lr=0.0,
@@ -209,85 +219,6 @@ def _muon_params(model: nn.Module) -> list[nn.Parameter]:
         for n, p in model.named_parameters()
         if n.startswith("transformer.h.") and p.dim() == 2
     ]
-
-
-def newton_schulz(g: torch.Tensor, steps: int = 5, dtype=torch.float32):
-    """Approximately orthogonalise a matrix: g (m, n) -> U S' V^T, S' ~ 1.
-
-    Keller Jordan's quintic Newton-Schulz iteration, as in torch.optim.Muon
-    (which runs it in bfloat16): scale g to spectral norm <= 1, then repeat
-    X <- a X + (b A + c A^2) X with A = X X^T, (a, b, c) = (3.4445, -4.775,
-    2.0315), on the wide orientation of g. Returns g's shape in g's dtype.
-    """
-    a, b, c = NS_COEFFICIENTS
-    x = g.to(dtype)
-    if g.size(0) > g.size(1):
-        x = x.T
-    x = x / x.norm().clamp(min=1e-7)
-    for _ in range(steps):
-        gram = x @ x.T  # (m, m), m <= n
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    if g.size(0) > g.size(1):
-        x = x.T
-    return x.to(g.dtype)
-
-
-class Muon(torch.optim.Optimizer):
-    """torch.optim.Muon's update, with Newton-Schulz in `ns_dtype` (float32).
-
-    Per 2-D parameter W (out, in) with gradient G: B <- mu B + (1 - mu) G;
-    U = (1 - mu) G + mu B (Nesterov); W <- (1 - lr wd) W - lr sqrt(max(1,
-    out/in)) NS(U). torch's version computes NS in bfloat16, which CPUs without
-    bfloat16 units run many times slower; with ``ns_dtype=torch.bfloat16``
-    this class gives torch's update.
-    """
-
-    def __init__(
-        self,
-        params,
-        lr=0.02,
-        momentum=0.95,
-        weight_decay=0.0,
-        ns_steps=5,
-        ns_dtype=torch.float32,
-    ):
-        check_float("lr", lr, 0, low_open=True)
-        check_float("momentum", momentum, 0, 1, high_open=True)
-        check_float("weight_decay", weight_decay, 0)
-        check_int("ns_steps", ns_steps, 1, 99)
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            ns_steps=ns_steps,
-            ns_dtype=ns_dtype,
-        )
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.dim() != 2:
-                    raise ValueError(
-                        f"Muon updates matrices only, got a {p.dim()}-D parameter "
-                        f"of shape {tuple(p.shape)}; give it to AdamW"
-                    )
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        for group in self.param_groups:
-            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - mu)
-                update = p.grad.lerp(buf, mu)  # Nesterov
-                update = newton_schulz(update, group["ns_steps"], group["ns_dtype"])
-                p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr * math.sqrt(max(1, p.size(0) / p.size(1))))
 
 
 def make_optimizers(model: nn.Module, recipe: Recipe) -> list[torch.optim.Optimizer]:
@@ -388,6 +319,89 @@ class Run:
         return None
 
 
+class Session:
+    """A recipe's training in progress: ``advance(n)`` runs its next n steps.
+
+    Two sessions advanced in turns, a few steps each, share the machine's load
+    evenly, which is how ``bench/bench_speedrun.py`` races two recipes. One
+    step is nanoGPT's loop body: set the scheduled learning rates, draw a batch,
+    forward, backward, clip, step, zero the gradients, read the loss. After each
+    step number in `eval_steps` (1-based) the validation loss over `windows`
+    (default: all of ``val_windows(data.val)``) is measured, off the clocks.
+    `device` (default: the CPU) holds the model and the batches; reading the
+    loss each step waits for the device, so the timings stay right on a GPU.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: CharData,
+        *,
+        steps: int | None = None,
+        eval_steps: Iterable[int] = (),
+        windows: tuple | None = None,
+        device: torch.device | str | None = None,
+    ):
+        r = _check_recipe(recipe)
+        if not isinstance(data, CharData):
+            raise TypeError(f"data must be a CharData, got {tname(data)}")
+        self.steps = r.max_iters if steps is None else check_int("steps", steps, 1)
+        if isinstance(eval_steps, int) or not isinstance(eval_steps, Iterable):
+            got = tname(eval_steps)
+            raise TypeError(
+                f"eval_steps must be an iterable of step numbers, got {got}"
+            )
+        self.eval_steps = {
+            check_int("eval_steps[i]", s, 1, self.steps) for s in eval_steps
+        }
+        if self.eval_steps and windows is None:
+            windows = val_windows(data.val)
+        device = torch.device("cpu" if device is None else device)
+        model = make_model(r, data.tokenizer.vocab_size).to(device)
+        self.windows = None if windows is None else tuple(w.to(device) for w in windows)
+        self.opts = make_optimizers(model, r)
+        self.groups = [g for opt in self.opts for g in opt.param_groups]
+        train_ids = data.train.to(device)
+        self.sampler = TokenBatchSampler(train_ids, MODEL["block_size"], seed=r.seed)
+        self.run = Run(r, model, [], [], [], 0.0, 0.0)
+
+    @property
+    def done(self) -> bool:
+        """True once all `steps` have run."""
+        return len(self.run.losses) >= self.steps
+
+    def advance(self, n: int) -> Run:
+        """Run the next n steps (fewer at the end); return the `Run` so far."""
+        check_int("n", n, 1)
+        run, r, model = self.run, self.run.recipe, self.run.model
+        model.train()
+        for _ in range(min(n, self.steps - len(run.losses))):
+            it = len(run.losses)
+            t0, c0 = time.perf_counter(), time.process_time()
+            scale = lr_at(it, r) / r.lr
+            for g in self.groups:
+                g["lr"] = g["peak_lr"] * scale
+            x, y = self.sampler(r.batch_size)
+            _, loss = model(x, y)
+            loss.backward()
+            max_norm = r.grad_clip if r.grad_clip > 0 else math.inf
+            norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            for opt in self.opts:
+                opt.step()
+            for opt in self.opts:
+                opt.zero_grad(set_to_none=True)
+            run.losses.append(loss.item())
+            run.grad_norms.append(norm.item())
+            run.wall += time.perf_counter() - t0
+            run.cpu += time.process_time() - c0
+            if not math.isfinite(run.losses[-1]):
+                raise FloatingPointError(f"loss is {run.losses[-1]} at step {it + 1}")
+            if it + 1 in self.eval_steps:
+                val = evaluate(model, self.windows)
+                run.evals.append((it + 1, run.wall, run.cpu, val))
+        return run
+
+
 def train(
     recipe: Recipe,
     data: CharData,
@@ -400,65 +414,43 @@ def train(
 ) -> Run:
     """Train `MODEL` with `recipe` on `data` for `steps` (default max_iters).
 
-    One step is nanoGPT's loop body: set the scheduled learning rates, draw a
-    batch, forward, backward, clip, step, zero the gradients, read the loss.
-    After each step number in `eval_steps` (1-based) the validation loss over
-    `windows` (default: all of ``val_windows(data.val)``) is measured; its time
-    is not counted in ``Run.wall`` and ``Run.cpu``. `device` (default: the
-    CPU) holds the model and the batches; the loss read-out each step waits for
-    the device, so the timings stay right on a GPU.
+    A `Session` run to its end, with a tqdm progress bar if `progress`; see
+    `Session` for the loop, the evaluations and the clocks.
     """
-    r = _check_recipe(recipe)
-    if not isinstance(data, CharData):
-        raise TypeError(f"data must be a CharData, got {tname(data)}")
-    steps = r.max_iters if steps is None else check_int("steps", steps, 1)
-    if isinstance(eval_steps, int) or not isinstance(eval_steps, Iterable):
-        raise TypeError(
-            f"eval_steps must be an iterable of step numbers, got {tname(eval_steps)}"
-        )
-    eval_steps = {check_int("eval_steps[i]", s, 1, steps) for s in eval_steps}
     check_bool("progress", progress)
-    if eval_steps and windows is None:
-        windows = val_windows(data.val)
-    device = torch.device("cpu" if device is None else device)
-    model = make_model(r, data.tokenizer.vocab_size).to(device)
-    if windows is not None:
-        windows = tuple(w.to(device) for w in windows)
-    opts = make_optimizers(model, r)
-    train_ids = data.train.to(device)
-    sampler = TokenBatchSampler(train_ids, MODEL["block_size"], seed=r.seed)
-    groups = [g for opt in opts for g in opt.param_groups]
-    losses, grad_norms, evals, wall, cpu = [], [], [], 0.0, 0.0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    session = Session(
+        recipe,
+        data,
+        steps=steps,
+        eval_steps=eval_steps,
+        windows=windows,
+        device=device,
+    )
+    if not progress:
+        return session.advance(session.steps)
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, leave=False)
-    model.train()
-    for it in range(steps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        scale = lr_at(it, r) / r.lr
-        for g in groups:
-            g["lr"] = g["peak_lr"] * scale
-        x, y = sampler(r.batch_size)
-        _, loss = model(x, y)
-        loss.backward()
-        max_norm = r.grad_clip if r.grad_clip > 0 else math.inf
-        norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        for opt in opts:
-            opt.step()
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        grad_norms.append(norm.item())
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"loss is {losses[-1]} at step {it + 1}")
-        if bar is not None:
+    with tqdm(total=session.steps, leave=False) as bar:
+        while not session.done:
+            session.advance(1)
             bar.update(1)
-        if it + 1 in eval_steps:
-            evals.append((it + 1, wall, cpu, evaluate(model, windows)))
-    if bar is not None:
-        bar.close()
-    return Run(r, model, losses, grad_norms, evals, wall, cpu)
+    return session.run
+
+
+def load_bench_results(path: str | Path | None = None) -> dict:
+    """The results of ``bench/bench_speedrun.py``, as the JSON dict it wrote.
+
+    From `path`, else from the repository's ``bench/results/speedrun.json`` when
+    the package runs from a clone, else (e.g. on Colab) from its copy on GitHub.
+    """
+    if path is None:
+        local = Path(__file__).resolve().parents[1] / RESULTS
+        if not local.is_file():
+            import urllib.request
+
+            with urllib.request.urlopen(RESULTS_URL, timeout=30) as response:
+                return json.loads(response.read().decode("utf-8"))
+        path = local
+    if not isinstance(path, str | Path):
+        raise TypeError(f"path must be a str or Path, got {tname(path)}")
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -7,16 +7,19 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import lmbook.exercises as ex
 import lmbook.exercises.building_training_faster as tf
+from lmbook.muon import newton_schulz
 from tests.exercise_helpers import assert_accepted, assert_rejected_without_revealing
 
 NAMES = [
     "speedrun-cosine-lr",
     "speedrun-residual-std",
     "speedrun-adamw-first-step",
-    "speedrun-no-bias-correction",
+    "speedrun-ns-flops",
     "speedrun-clip",
 ]
 
@@ -35,9 +38,13 @@ def _independent(name: str) -> float:
         v_hat = (1 - b2) * g * g / (1 - b2)
         decayed = tf.ADAMW_THETA * (1 - tf.ADAMW_LR * tf.ADAMW_WD)
         return decayed - tf.ADAMW_LR * m_hat / (math.sqrt(v_hat) + eps)
-    if name == "speedrun-no-bias-correction":
-        b1, b2 = tf.NO_CORRECTION_BETAS
-        return (1 - b1) / (1 - b2) ** 0.5
+    if name == "speedrun-ns-flops":
+        m, n = 128, 512  # 512 x 128 transposed to the wide orientation
+        x = torch.zeros(m, n)
+        with FlopCounterMode(display=False) as counter:
+            newton_schulz(x.T.contiguous(), steps=tf.NS_STEPS)
+        assert counter.get_total_flops() == tf.NS_STEPS * (4 * m * m * n + 2 * m**3)
+        return counter.get_total_flops()
     if name == "speedrun-clip":
         norm = math.sqrt(sum(x * x for g in tf.CLIP_GRADS for x in g))
         return tf.CLIP_GRADS[0][0] * tf.CLIP_MAX_NORM / (norm + 1e-6)
@@ -49,7 +56,7 @@ ROUNDED = {
     "speedrun-cosine-lr": [5.87e-4, 0.000587],
     "speedrun-residual-std": [0.00408, 0.004082],
     "speedrun-adamw-first-step": [0.5095, 0.51 - 0.0005],
-    "speedrun-no-bias-correction": [0.447, 0.4472],
+    "speedrun-ns-flops": [1.89e8, 188_743_680],
     "speedrun-clip": [0.231, 3 / 13],
 }
 
@@ -70,10 +77,10 @@ WRONG = {
         0.4895,  # moved with the gradient, not against it
         0.5 + 0.01 * 2,  # plain SGD step lr * |g|
     ],
-    "speedrun-no-bias-correction": [
-        0.1,  # 1 - beta1 only
-        1.0,  # thought the correction changes nothing for these betas
-        0.1 / 0.05,  # divided by 1 - beta2 without the square root
+    "speedrun-ns-flops": [
+        5 * (4 * 512 * 512 * 128 + 2 * 512**3),  # the tall orientation
+        4 * 128 * 128 * 512 + 2 * 128**3,  # one step, not five
+        5 * (2 * 128 * 128 * 512 + 128**3),  # multiply-adds, not FLOPs
     ],
     "speedrun-clip": [
         3.0,  # not clipped

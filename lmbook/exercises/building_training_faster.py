@@ -1,12 +1,13 @@
 """Self-checks for Part IV, "Training faster": nanoGPT's schedule, GPT-2's
-residual initialisation, AdamW's first step, its bias correction, and clipping.
+residual initialisation, AdamW's first step, the cost of Muon's Newton-Schulz
+iteration, and clipping.
 
 The answers are computed with the package's code where it exists
 (`lmbook.speedrun.lr_at`, ``torch.optim.AdamW``,
 ``torch.nn.utils.clip_grad_norm_``), following nanoGPT's ``get_lr``
 (Karpathy, 2022), GPT-2's scaled initialisation (Radford et al., 2019), AdamW
-(Loshchilov & Hutter, 2019; Kingma & Ba, 2015) and gradient-norm clipping
-(Pascanu et al., 2013).
+(Loshchilov & Hutter, 2019; Kingma & Ba, 2015), Muon (Jordan et al., 2024) and
+gradient-norm clipping (Pascanu et al., 2013).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ COSINE_IT = 1000  # the iteration asked about, under nanoGPT's recipe
 GPT2_LAYERS = 12  # GPT-2 small
 ADAMW_THETA, ADAMW_GRAD, ADAMW_LR, ADAMW_WD = 0.5, -2.0, 0.01, 0.1
 ADAMW_BETAS = (0.9, 0.99)
-NO_CORRECTION_BETAS = (0.9, 0.95)
+NS_SHAPE, NS_STEPS = (512, 128), 5  # the c_fc weight of the chapter's model
 CLIP_GRADS = ((3.0, 4.0), (12.0,))  # two parameters' gradients
 CLIP_MAX_NORM = 1.0
 
@@ -45,10 +46,10 @@ def _adamw_first_step() -> float:
     return float(p.item())
 
 
-def _no_correction_ratio() -> float:
-    # m_1 = (1 - b1) g, v_1 = (1 - b2) g^2: the step is (1 - b1)/sqrt(1 - b2) lr
-    b1, b2 = NO_CORRECTION_BETAS
-    return (1 - b1) / math.sqrt(1 - b2)
+def _ns_flops() -> int:
+    # each step on X (m, n), m <= n: X X^T (2 m^2 n), A A (2 m^3), B X (2 m^2 n)
+    m, n = sorted(NS_SHAPE)
+    return NS_STEPS * (4 * m * m * n + 2 * m**3)
 
 
 def _clipped_first_entry() -> float:
@@ -83,10 +84,11 @@ register(
     sig=4,  # 3 figures could not tell 0.5095 from 0.51, the step without decay
 )
 register(
-    "speedrun-no-bias-correction",
-    _no_correction_ratio,
-    "without correction m_1 = (1 - beta1) g and v_1 = (1 - beta2) g^2; divide "
-    "m_1 by sqrt(v_1) and compare with the corrected step, g / |g|",
+    "speedrun-ns-flops",
+    _ns_flops,
+    "count 2 m n k floating-point operations for an (m, k) by (k, n) product; "
+    "each step has three products, X X^T, A A and B X; run the iteration on the "
+    "wide orientation (m = 128 rows), and do not forget the number of steps",
 )
 register(
     "speedrun-clip",
