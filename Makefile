@@ -14,7 +14,7 @@ LMBOOK_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export LMBOOK_DATA_DIR
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
 
-.PHONY: install-book install book chromium lint test clean
+.PHONY: install-book install mathjax book student chromium lint test clean
 
 install-book:
 	$(PIP) install -q --disable-pip-version-check -r requirements-book.txt
@@ -24,20 +24,41 @@ install:
 	$(PIP) install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps -e .
 
-book: install-book
+# The site serves MathJax itself, so equations render offline: npm's mathjax,
+# pinned in package.json and package-lock.json (tools/lmbook_site.py copies it into
+# the site). Node and npm come from Debian when run as root.
+MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
+mathjax: $(MATHJAX)
+$(MATHJAX): package.json package-lock.json
+	@if ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else echo "npm is missing: sudo apt-get install nodejs npm"; exit 1; fi; fi
+	npm ci --no-audit --no-fund
+	touch $@
+
+book: install-book mathjax
 	jupyter-book build . -W -n --keep-going
 
-# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+# The student edition, for teachers to hand out: the same site without the
+# solutions (every exercise stays), into _build/student/html.
+student: install-book mathjax
+	$(PYTHON) tools/build_student.py
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here),
+# and Noto CJK, which the tests check draws the glossary's Chinese terms.
+BROWSER_PKGS := chromium fonts-noto-cjk
 chromium:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "chromium is missing: sudo apt-get install chromium (browser tests will skip)"; fi
+	@missing="$$(for p in $(BROWSER_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -z "$$missing" ]; then echo "browser tests: $(BROWSER_PKGS) installed"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "missing: sudo apt-get install $$missing (the tests that need it skip)"; fi
 
 lint:
 	ruff check lmbook tests tools conftest.py $(wildcard bench)
 
-test: install chromium lint book
+test: install chromium lint book student
 	$(PYTHON) -m pytest -p no:cacheprovider tests chapters $(NBVAL) --durations=15
 
 # Stored outputs and tolerances must not depend on the CPU (Intel or AMD, AVX2 or

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import io
 import json
 import re
+import struct
 import zlib
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from lmbook.viz import (
     attention_heatmap,
 )
 from lmbook.viz import attention_view as av
+from lmbook.viz.heatmap import MAX_WIDTH
 from tests.conftest import import_or_fail
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
@@ -435,6 +438,31 @@ def test_heatmap_grid_of_heads(empty_cwd, n_head, ncols):
     assert len(fig.axes) == n_head + 1  # empty grid cells removed; one colorbar
     for h in range(n_head):
         np.testing.assert_allclose(fig.axes[h].images[0].get_array(), a[0, h].numpy())
+
+
+@pytest.mark.parametrize("n_head,T", [(1, 60), (12, 13), (16, 40), (3, 8)])
+def test_heatmap_fits_the_book_column(empty_cwd, n_head, T):
+    """A new figure, saved with the 0.1 in padding of bbox_inches="tight", is at
+    most MAX_WIDTH (6.8 in) wide, so the site shows it at full size instead of
+    shrinking its text."""
+    (a,) = random_attentions(1, n_head, T, seed=T)
+    fig = attention_heatmap(a[0] if n_head > 1 else a[0, 0], [str(i) for i in range(T)])
+    assert fig.get_figwidth() + 0.2 <= MAX_WIDTH + 1e-9 and MAX_WIDTH == 6.8
+    png = io.BytesIO()  # as Jupyter's inline backend saves it
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    assert struct.unpack(">I", png.getvalue()[16:20])[0] <= 100 * MAX_WIDTH
+
+
+def test_heatmap_grid_labels_tokens_on_the_outer_maps(empty_cwd):
+    (a,) = random_attentions(1, 5, 3, seed=5)
+    fig = attention_heatmap(a[0], list("abc"), ncols=3)
+    heads = fig.axes[:5]
+    left = [h % 3 == 0 for h in range(5)]
+    lowest = [h >= 5 - 3 for h in range(5)]  # heads 2, 3 and 4 have none below
+    for ax, is_left, is_low in zip(heads, left, lowest, strict=True):
+        assert ax.yaxis.get_tick_params()["labelleft"] == is_left
+        assert ax.xaxis.get_tick_params()["labelbottom"] == is_low
+        assert bool(ax.get_ylabel()) == is_left and bool(ax.get_xlabel()) == is_low
 
 
 def test_heatmap_draws_into_a_given_axes(empty_cwd):

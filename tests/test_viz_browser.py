@@ -22,6 +22,7 @@ import torch
 
 from lmbook.viz import AttentionView
 from lmbook.viz import attention_view as av
+from tests.test_site import HAN_GLYPHS, assert_no_boxes, require_chinese_font
 
 pytestmark = pytest.mark.browser
 
@@ -376,6 +377,22 @@ def test_compressed_payload_is_decoded_in_the_browser(served, page, monkeypatch)
     view.save_html(folder / "deflate.html")
     page.goto(f"{url}/deflate.html")
     check_view(page, page.locator(".lmbook-attn"), torch.cat(att), picks=[(1, 1)])
+
+
+def test_chinese_tokens_render_as_glyphs(served, page):
+    """A bilingual view (the attention chapter's example): its Chinese tokens are
+    drawn with a font that has them, not as boxes."""
+    require_chinese_font()
+    folder, url = served
+    tokens = ["我", "喜欢", "吃", "水果", "I", "like", "eating", "fruit"]
+    att = random_attentions(1, 2, len(tokens), seed=6)
+    AttentionView(att, tokens, title="我 喜欢 吃 水果").save_html(folder / "zh.html")
+    page.goto(f"{url}/zh.html")
+    root = page.locator(".lmbook-attn")
+    check_view(page, root, torch.cat(att), tokens, picks=[(0, 1)])
+    found = page.evaluate(HAN_GLYPHS, ".lmbook-attn")
+    assert "".join(found["texts"]).count("水果") >= 2  # a token in each column
+    assert_no_boxes(found)
 
 
 # ---- the built website ---------------------------------------------------------------

@@ -24,6 +24,12 @@ from lmbook.viz.attention_view import (
     stack_attentions,
 )
 
+# The widest figure the book's column shows at full size, in inches: a wider one
+# is scaled down, and its text with it (tests/test_site.py checks the chapters).
+# Saving with bbox_inches="tight", as Jupyter does, adds 0.1 in on either side.
+MAX_WIDTH = 6.8
+_PAD = 0.2
+
 
 def _select(
     weights: object, layer: int | None, head: int | None, batch_index: int
@@ -115,7 +121,7 @@ def attention_heatmap(
     ax: Axes | None = None,
     cmap: str = "viridis",
     annotate: bool = False,
-    ncols: int = 4,
+    ncols: int = 3,
     title: str | None = None,
 ) -> Figure:
     """Draw attention weights as a heatmap (rows: queries, columns: keys).
@@ -123,7 +129,9 @@ def attention_heatmap(
     weights: (T, T); (n_head, T, T); (n_layer, n_head, T, T); or a tuple of
         (B, n_head, T, T) tensors, one per layer (`batch_index` picks the example).
     layer: required when there is a layer dimension. head: one head, or None for
-        a grid of every head. ax: draw a single head into this Axes.
+        a grid of every head, `ncols` maps wide. ax: draw a single head into this
+        Axes. A new figure, saved with its padding, is at most `MAX_WIDTH` (6.8)
+        inches wide.
     Returns the Figure (a new one unless `ax` is given), which Jupyter displays
     once; save it with ``fig.savefig``. Nothing is written to disk.
     """
@@ -138,7 +146,7 @@ def attention_heatmap(
     w = w.numpy()
     if w.ndim == 2:
         if ax is None:
-            side = min(9.0, 2.0 + 0.28 * w.shape[0])
+            side = min(MAX_WIDTH - _PAD - 1.0, 2.0 + 0.28 * w.shape[0])
             fig = _new_figure((side + 1.0, side))
             ax = fig.add_subplot()
         elif not isinstance(ax, Axes):
@@ -156,7 +164,7 @@ def attention_heatmap(
     n_head = w.shape[0]
     cols = min(ncols, n_head)
     rows = math.ceil(n_head / cols)
-    cell = min(3.2, 1.2 + 0.09 * w.shape[-1])
+    cell = min(3.2, 1.2 + 0.09 * w.shape[-1], (MAX_WIDTH - _PAD - 1.2) / cols)
     fig = _new_figure((cell * cols + 1.2, cell * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False)
     for h in range(rows * cols):
@@ -166,10 +174,12 @@ def attention_heatmap(
             continue
         im = _draw(a, w[h], tokens, cmap, annotate)
         a.set_title(f"head {h}", fontsize=10)
-        if h % cols:
+        if h % cols:  # the tokens and the axis label only on the left column
             a.set_ylabel("")
-        if h < n_head - cols:
+            a.tick_params(labelleft=False)
+        if h < n_head - cols:  # and only under the lowest map of each column
             a.set_xlabel("")
+            a.tick_params(labelbottom=False)
     fig.colorbar(im, ax=axes, label="attention weight", shrink=0.6)
     fig.suptitle(title if title is not None else (label or "all heads"))
     return fig
