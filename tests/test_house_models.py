@@ -20,11 +20,10 @@ from tests.conftest import ROOT, import_or_fail, skip_or_fail
 NAME = "shakespeare-char"
 MAX_MODEL_BYTES = 12_000_000  # one model's model.safetensors
 MAX_ALL_BYTES = 25_000_000  # all house models together
-# nats/char on the last 10% of Tiny Shakespeare. The target is 1.50 (aim
-# 1.40); the shipped first run, trained on a shared, overloaded CPU, reached 1.73.
-# This bound guards what ships (a retrain may only improve it); lower it to 1.50
-# when the longer recipe has been run.
-SHIPPED_VAL_LOSS_BOUND = 1.74
+# nats/char on the last 10% of Tiny Shakespeare: the target (aim 1.40).
+# The shipped model (6 layers, 192 wide, 3000 steps) is below it; a retrain may
+# only improve it.
+SHIPPED_VAL_LOSS_BOUND = 1.50
 BIGRAM_BASELINE = 2.45  # below a character bigram model (about 2.5 nats/char)
 
 
