@@ -9,7 +9,14 @@ def md(text):
 
 
 def code(text, tags=None, alt=None, caption=None, name=None):
-    c = nbf.v4.new_code_cell(text.strip("\n"))
+    text = text.strip("\n")
+    if text.startswith("# NBVAL_IGNORE_OUTPUT"):
+        # nbval's marker must be a line of its own: use its cell tag instead
+        first, _, rest = text.partition("\n")
+        reason = first.removeprefix("# NBVAL_IGNORE_OUTPUT").strip(" ()")
+        text = f"# Output not compared by the tests: {reason}.\n{rest}"
+        tags = [*(tags or []), "nbval-ignore-output"]
+    c = nbf.v4.new_code_cell(text)
     if tags:
         c.metadata["tags"] = tags
     if alt:
@@ -285,7 +292,7 @@ md(r'''
 (sec-ablation)=
 ## Each switch at equal compute
 
-Now train. Every variant below sees the same 200 steps of 16 random windows of 64 characters (the same batches, from the same seed), with the same optimiser and learning rate, and is evaluated on the same 200 windows spread evenly over the validation characters. The variants differ by one switch each, then all of them together (`llama-micro`), then a mixture of 4 experts with $k=1$ (as many FLOPs per token as the dense MLP, four times the MLP parameters). The run takes about a minute on a laptop CPU.
+Now train. To fit the page's time budget the variants have 2 layers instead of `gpt-micro`'s 4. Every variant below sees the same 150 steps of 16 random windows of 64 characters (the same batches, from the same seed), with the same optimiser and learning rate, and is evaluated on the same 200 windows spread evenly over the validation characters. The variants differ by one switch each, then all of them together (the Llama block, with the width $\tfrac83 C$ of `llama-micro`'s SwiGLU in both SwiGLU rows), then a mixture of 4 experts with $k=1$ (as many FLOPs per token as the dense MLP, four times the MLP parameters). The runs take about a minute on a laptop CPU.
 ''')
 
 code('''
@@ -302,7 +309,7 @@ def val_loss(model):
     return loss.item()
 
 
-def train(config, steps=200, seed=0):
+def train(config, steps=150, seed=0):
     torch.manual_seed(seed)
     model = GPT(config).to(device)
     sampler = TokenBatchSampler(train_data.to(device), config.block_size, seed)
@@ -314,15 +321,16 @@ def train(config, steps=200, seed=0):
     return model, time.perf_counter() - start
 
 
-base = GPTConfig.from_preset("gpt-micro", **shape, bias=False)
+base = GPTConfig.from_preset("gpt-micro", **shape, bias=False, n_layer=2)
 variants = {
     "GPT-2 block": {},
     "+ RMSNorm": dict(norm="rmsnorm"),
     "+ RoPE": dict(position="rope"),
-    "+ SwiGLU": dict(activation="swiglu"),
+    "+ SwiGLU": dict(activation="swiglu", n_inner=llama.config.n_inner),
     "+ GQA (2 kv heads)": dict(n_kv_head=2),
-    "llama-micro (all)": dict(norm="rmsnorm", position="rope",
+    "Llama block (all)": dict(norm="rmsnorm", position="rope",
                               activation="swiglu", n_kv_head=2,
+                              n_inner=llama.config.n_inner,
                               tie_embeddings=False),
     "+ MoE, 4 experts, k=1": dict(n_expert=4, n_expert_active=1),
 }
@@ -337,9 +345,10 @@ for name, switches in tqdm(variants.items()):
 cells[-1].source = "from tqdm.auto import tqdm\n\n" + cells[-1].source
 
 code('''
+# one decimal: the second is not stable across CPUs (the figure shows it)
 print(f"{'variant':24s} {'params':>8s} {'val loss':>8s}")
 for name, (model, loss, _) in results.items():
-    print(f"{name:24s} {model.num_parameters():>8,} {loss:8.2f}")
+    print(f"{name:24s} {model.num_parameters():>8,} {loss:8.1f}")
 ''')
 
 code('''
@@ -349,24 +358,26 @@ for name, (_, _, seconds) in results.items():
 ''')
 
 code('''
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(6.8, 3.4))
 names = list(results)
 losses = [results[n][1] for n in names]
 ax.barh(names[::-1], losses[::-1], color="#5F9ED1")
 for i, v in enumerate(losses[::-1]):
     ax.text(v + 0.005, i, f"{v:.2f}", va="center", fontsize=10)
 ax.set_xlim(min(losses) - 0.15, max(losses) + 0.08)
-ax.set_xlabel("validation loss after 200 steps (nats/char)", fontsize=11)
+ax.set_xlabel("validation loss after 150 steps (nats/char)", fontsize=11)
 ax.tick_params(labelsize=10)
 fig.tight_layout()
 ''', alt="Horizontal bars of the validation loss of seven variants of a small "
-      "character model after 200 equal training steps; the differences between "
-      "variants are a few hundredths of a nat.",
-   caption="Validation loss of each variant after the same 200 steps.",
+      "character model after 150 equal training steps. The two variants with "
+      "RoPE are lowest, about 0.2 nats below the GPT-2 block; SwiGLU alone is "
+      "0.1 nats above it and the mixture of experts 0.05 above; RMSNorm and "
+      "GQA are within 0.01 of it.",
+   caption="Validation loss of each variant after the same 150 steps.",
    name="fig-modern-ablation")
 
 md(r'''
-Read this figure with care. At 0.8M parameters and 200 steps the differences are small, and a second seed moves them by about as much (the exercises ask you to measure that). What the literature reports at scale is consistent but modest: SwiGLU and RoPE each improve perplexity at equal compute {footcite}`shazeer2020glu,su2024roformer`, RMSNorm matches LayerNorm at lower cost {footcite}`zhang2019rmsnorm`, and GQA trades a little quality for a much smaller cache {footcite}`ainslie2023gqa`. The parts were adopted together because none of them costs quality and two of them (GQA and MoE) buy large savings in inference memory and compute, which a 200-step CPU run cannot show.
+Read this figure with care. One switch stands out, and for a reason that has little to do with scale: RoPE. A learned position table starts as random vectors, and in 150 steps the model has not yet learnt what they mean, so it predicts each character with little sense of where it is; RoPE gives every query-key score its relative offset from the first step. In a long run the learned table catches up, and the gap closes to the modest gains reported at scale. RMSNorm and GQA change the loss by less than 0.01 nats, and a second seed moves it by about as much (the exercises ask you to measure that). SwiGLU starts slower, likely because its output is the product of two projections that are both small at initialisation, so its MLP contributes little in the first steps, and 150 steps do not make that up. The mixture of experts is behind after 150 steps: each expert has seen only about a quarter of the tokens, and the router is still learning where to send them. What the literature reports at scale is consistent but modest: SwiGLU and RoPE each improve perplexity at equal compute {footcite}`shazeer2020glu,su2024roformer`, RMSNorm matches LayerNorm at lower cost {footcite}`zhang2019rmsnorm`, and GQA trades a little quality for a much smaller cache {footcite}`ainslie2023gqa`. The parts were adopted together because none of them costs quality and two of them (GQA and MoE) buy large savings in inference memory and compute, which a 150-step CPU run cannot show.
 ''')
 
 md(r'''
@@ -377,7 +388,7 @@ A learned position table has no row for a position it was never trained at. Trai
 ''')
 
 code('''
-long_cfg = dict(vocab_size=tok.vocab_size, block_size=128, n_layer=4,
+long_cfg = dict(vocab_size=tok.vocab_size, block_size=128, n_layer=2,
                 n_head=4, n_embd=128, bias=False)
 starts = torch.linspace(0, len(val_data) - 129, 100).long()
 lx = torch.stack([val_data[s : s + 128] for s in starts]).to(device)
@@ -388,8 +399,8 @@ def train_short(position):
     torch.manual_seed(0)
     model = GPT(GPTConfig(**long_cfg, position=position)).to(device)
     sampler = TokenBatchSampler(train_data.to(device), 64, seed=0)  # T = 64
-    cfg = TrainConfig(max_steps=200, batch_size=16, lr=3e-3, min_lr=3e-4,
-                      warmup_steps=20, eval_interval=0, log_interval=200)
+    cfg = TrainConfig(max_steps=150, batch_size=16, lr=3e-3, min_lr=3e-4,
+                      warmup_steps=20, eval_interval=0, log_interval=150)
     Trainer(model, cfg, sampler).fit(progress=False)
     return model.eval()
 
@@ -402,11 +413,13 @@ for position in ("learned", "rope"):
     nll = F.cross_entropy(logits.transpose(1, 2), ly, reduction="none")
     per_position[position] = nll.mean(dim=0).cpu()           # (128,)
     seen, unseen = nll[:, :64].mean().item(), nll[:, 64:].mean().item()
-    print(f"{position:8s} positions 0-63: {seen:.2f}   64-127: {unseen:.2f}")
+    bits = [v / math.log(2) for v in (seen, unseen)]  # stable to 1 decimal
+    print(f"{position:8s} positions 0-63: {bits[0]:.1f} bits/char,"
+          f" 64-127: {bits[1]:.1f}")
 ''')
 
 code('''
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(6.8, 3.4))
 for position, style in (("learned", "-"), ("rope", "--")):
     ax.plot(per_position[position], style, label=position, linewidth=1.8)
 ax.axvline(63.5, color="gray", linewidth=1)
@@ -435,7 +448,7 @@ With every switch of Llama's block on and no experts, the model *is* a Llama: `t
 ''')
 
 code('''
-ours = results["llama-micro (all)"][0].cpu().eval()
+ours = results["Llama block (all)"][0].cpu().eval()
 hf = ours.to_hf()
 print(type(hf).__name__, hf.config.num_key_value_heads, "kv heads")
 prompt = torch.tensor([tok.encode("ROMEO:")])
@@ -457,7 +470,7 @@ md(r'''
 - SwiGLU gates one projection with the SiLU of another; a width of $\tfrac83 C$ keeps the parameter count of a $4C$ GELU MLP.
 - Grouped-query attention shares each key/value head among a group of query heads; as a function it is MHA with repeated key/value weights, and it shrinks the cache by $n_h/n_{kv}$.
 - A mixture of experts routes each token to $k$ of $E$ MLPs; a load-balancing loss keeps the router from collapsing; parameters grow with $E$, compute with $k$.
-- At this tiny scale the switches change the loss by hundredths of a nat; their case rests on results at scale and on inference cost.
+- In a 150-step run RoPE is far ahead, because a learned position table needs many steps to become useful; SwiGLU starts slower, and the other switches change the loss by less than 0.01 nats. Their case rests on results at scale and on inference cost.
 - A model with all of Llama's switches exports to `LlamaForCausalLM` unchanged.
 
 ```{footbibliography}
