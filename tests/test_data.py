@@ -13,7 +13,11 @@ import pytest
 from lmbook import data, load_text, train_val_split
 from tests.conftest import serve, skip_or_fail
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The offline data: $LMBOOK_DATA_DIR as the Makefile sets it, else ../shared/data
+SHARED = Path(
+    os.environ.get("LMBOOK_DATA_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 TINY = data.CORPORA["tinyshakespeare"]
 OFFLINE = "http://127.0.0.1:9/SST-2.zip"  # the discard port: nothing answers
 
