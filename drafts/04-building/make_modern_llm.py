@@ -14,7 +14,7 @@ def code(text, tags=None, alt=None, caption=None, name=None):
         # nbval's marker must be a line of its own: use its cell tag instead
         first, _, rest = text.partition("\n")
         reason = first.removeprefix("# NBVAL_IGNORE_OUTPUT").strip(" ()")
-        text = f"# Output not compared by the tests: {reason}.\n{rest}"
+        text = f"# Output not compared by the tests:\n# {reason}.\n{rest}"
         tags = [*(tags or []), "nbval-ignore-output"]
     c = nbf.v4.new_code_cell(text)
     if tags:
