@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import shlex
 import sys
@@ -37,7 +38,15 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing lmbook
 
-from lmbook import GPT, CharTokenizer, GPTConfig, load_text, train_val_split  # noqa: E402
+from lmbook import (  # noqa: E402
+    GPT,
+    BPETokenizer,
+    CharTokenizer,
+    GPTConfig,
+    load_text,
+    train_val_split,
+)
+from lmbook.fileio import atomic_write  # noqa: E402
 from lmbook.utils import set_seed  # noqa: E402
 
 HOUSE_DIR = ROOT / "lmbook" / "house_models"
@@ -88,6 +97,33 @@ RECIPES: dict[str, Recipe] = {
         eval_windows=128,
         description="a GPT-2-layout character model of Tiny Shakespeare",
     ),
+    "shakespeare-bpe": Recipe(
+        name="shakespeare-bpe",
+        corpus="tinyshakespeare",
+        tokenizer="bpe1024",
+        arch="llama",
+        # llama-mini: RMSNorm, RoPE, SwiGLU (n_inner 512), 6 query heads sharing
+        # 2 key/value heads; tied embeddings, as small Llama-family models do
+        model=dict(
+            block_size=128,
+            n_layer=6,
+            n_head=6,
+            n_kv_head=2,
+            n_embd=192,
+            dropout=0.1,
+            tie_embeddings=True,
+        ),
+        steps=1600,
+        batch_size=32,
+        lr=2e-3,
+        warmup_steps=100,
+        decay_fraction=0.3,
+        threads=1,
+        eval_interval=200,
+        eval_windows=128,
+        description="a Llama-layout byte-level BPE model of Tiny Shakespeare",
+        extra=dict(vocab_size=1024),
+    ),
 }
 
 
@@ -111,7 +147,18 @@ def char_tokenizer(text: str):
     return ours, fast
 
 
-TOKENIZERS: dict[str, Callable] = {"char": char_tokenizer}
+def bpe1024_tokenizer(text: str):
+    """(lmbook BPETokenizer, its Hugging Face fast tokenizer), 1024 ids.
+
+    GPT-2's pre-tokenizer pattern and 768 merges learned from the training split
+    only (the first 90% of the text), so no validation text shapes the merges.
+    """
+    train_text, _ = train_val_split(text, 0.9)
+    ours = BPETokenizer().train(train_text, 1024)
+    return ours, ours.to_hf()
+
+
+TOKENIZERS: dict[str, Callable] = {"char": char_tokenizer, "bpe1024": bpe1024_tokenizer}
 
 
 # ------------------------------------------------------------- architectures
@@ -120,7 +167,14 @@ def gpt2_model(recipe: Recipe, vocab_size: int) -> GPT:
     return GPT(GPTConfig(vocab_size=vocab_size, **recipe.model))
 
 
-ARCHITECTURES: dict[str, Callable] = {"gpt2": gpt2_model}
+def llama_model(recipe: Recipe, vocab_size: int) -> GPT:
+    """lmbook's GPT with Llama's block, saved as a transformers LlamaForCausalLM."""
+    config = GPTConfig.from_preset("llama-mini", vocab_size=vocab_size, **recipe.model)
+    assert config.is_llama
+    return GPT(config)
+
+
+ARCHITECTURES: dict[str, Callable] = {"gpt2": gpt2_model, "llama": llama_model}
 
 
 # ---------------------------------------------------------------- training
@@ -271,7 +325,7 @@ license: mit
 # {name}
 
 {description_cap}, saved in Hugging Face's format
-with a character-level tokenizer. It is one of the book's "house models",
+with {tokenizer_kind}. It is one of the book's "house models",
 trained by `tools/train_house_models.py` from the book's own data and shipped in
 the `lmbook` package:
 
@@ -280,22 +334,20 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmbook import GPT, house_model_path
 
 folder = house_model_path("{name}")
-model = AutoModelForCausalLM.from_pretrained(folder)  # GPT2LMHeadModel
-tokenizer = AutoTokenizer.from_pretrained(folder)  # one token per character
+model = AutoModelForCausalLM.from_pretrained(folder)  # {hf_class}
+tokenizer = AutoTokenizer.from_pretrained(folder)  # {tokenizer_comment}
 gpt = GPT.from_pretrained(folder)  # the same weights in lmbook's GPT
 ```
 
 - **Data:** {corpus}; the first {train_pct}% of the characters for training, the
   last {val_pct}% for validation.
-- **Tokenizer:** {vocab_size} characters, with the ids of
-  `lmbook.CharTokenizer.from_text(text)`.
-- **Shape:** {n_layer} layers, {n_head} heads, n_embd {n_embd},
-  block_size {block_size}, dropout {dropout}.
+- **Tokenizer:** {tokenizer_line}
+- **Shape:** {shape_line}
 - **Parameters:** {parameters:,} (the tied input/output embedding counted once).
 - **Weights:** `model.safetensors`, float32, {size_mb:.1f} MB.
-- **Validation loss: {val_loss:.2f} nats/char** over {val_tokens:,} characters.
-- **Training:** {steps} steps of {batch_size} x {block_size} characters ({tokens_m:.1f}M
-  characters, {epochs:.1f} epochs), seed {seed}.
+- **Validation loss: {val_loss:.2f} nats/{unit}** over {val_tokens:,} {units}{per_char}.
+- **Training:** {steps} steps of {batch_size} x {block_size} {units} ({tokens_m:.1f}M
+  {units}, {epochs:.1f} epochs), seed {seed}.
 - **Optimiser:** AdamW, lr {lr:g}, betas {betas}, weight decay {weight_decay} on
   matrices, gradient clipping at {grad_clip}; {warmup_steps} warmup steps,
   then flat, then a linear decay to 0 over the last {decay_pct}% of the steps.
@@ -303,9 +355,9 @@ gpt = GPT.from_pretrained(folder)  # the same weights in lmbook's GPT
 - **Hardware:** {cpu}, shared with other jobs.
 - **Software:** torch {torch}, Python {python}.
 
-The validation loss is the mean cross-entropy over every character of the
+The validation loss is the mean cross-entropy over every {unit_word} of the
 validation split after its first, in non-overlapping windows of {block_size}
-characters (the last window shorter), computed from the stored weights.
+{units} (the last window shorter), computed from the stored weights.
 `tests/test_house_models.py` recomputes it with `transformers` alone.
 
 ## Reproduce
@@ -322,7 +374,7 @@ float32 rounding, which differs a little between CPUs and thread counts.
 
 ## Sample
 
-400 characters after the prompt "ROMEO:", sampled at temperature 0.8 with
+{sample_n} {units} after the prompt "ROMEO:", sampled at temperature 0.8 with
 `torch.Generator().manual_seed(0)` (another CPU may sample other text):
 
 ```text
@@ -333,9 +385,36 @@ float32 rounding, which differs a little between CPUs and thread counts.
 
 A small model trained for {wall_min:.0f} minutes on a shared CPU: it imitates the layout
 of a play (speaker names, short verse lines) and spells common words, but many
-words are misspelt and the text has no meaning. It knows only the {vocab_size}
-characters of Tiny Shakespeare; any other character cannot be encoded.
+words are misspelt and the text has no meaning. {coverage}
 """
+
+# what the card says of each tokenizer
+TOKENIZER_CARD = {
+    "char": dict(
+        unit="char",
+        unit_word="character",
+        units="characters",
+        tokenizer_kind="a character-level tokenizer",
+        tokenizer_comment="one token per character",
+        tokenizer_line="{vocab_size} characters, with the ids of\n"
+        "  `lmbook.CharTokenizer.from_text(text)`.",
+        coverage="It knows only the {vocab_size}\ncharacters of Tiny Shakespeare; "
+        "any other character cannot be encoded.",
+    ),
+    "bpe1024": dict(
+        unit="token",
+        unit_word="token",
+        units="tokens",
+        tokenizer_kind="a byte-level BPE tokenizer",
+        tokenizer_comment="byte-level BPE, {vocab_size} ids",
+        tokenizer_line="byte-level BPE with GPT-2's pre-tokenizer pattern, "
+        "{vocab_size} ids (256\n  bytes and {merges} merges learned from the "
+        "training split by\n  `lmbook.BPETokenizer().train(text, {vocab_size})`); "
+        "no special tokens.",
+        coverage="Byte-level BPE\nencodes any text, but the model has seen only "
+        "Tiny Shakespeare.",
+    ),
+}
 
 
 def sample_text(folder: Path, prompt: str, n: int) -> str:
@@ -348,6 +427,18 @@ def sample_text(folder: Path, prompt: str, n: int) -> str:
     gen = torch.Generator().manual_seed(0)
     out = model.generate(idx, n, temperature=0.8, generator=gen)  # (1, T + n)
     return tokenizer.decode(out[0].tolist())
+
+
+def bits_per_char(record: dict) -> float:
+    """A run's validation loss in bits per character of the validation text.
+
+    nats/token x tokens / (characters x ln 2): the whole validation split costs
+    the same number of bits whatever the tokenizer, so models compare.
+    """
+    r = record["recipe"]
+    val_text = train_val_split(load_text(r["corpus"]), r["train_fraction"])[1]
+    chars = len(val_text) - 1  # the first character is not predicted
+    return record["val_loss"] * record["val_tokens"] / (chars * math.log(2))
 
 
 def write_model_card(out: Path, record: dict) -> None:
@@ -371,9 +462,40 @@ def write_model_card(out: Path, record: dict) -> None:
         first_steps=FIRST_STEPS,
         betas=tuple(r["betas"]),
     )
+    words = {
+        k: v.format(vocab_size=config["vocab_size"], merges=config["vocab_size"] - 256)
+        for k, v in TOKENIZER_CARD[r["tokenizer"]].items()
+    }
+    fields.update(words)
+    if config.get("model_type") == "llama":
+        fields["hf_class"] = "LlamaForCausalLM"
+        fields["shape_line"] = (
+            f"Llama's block (RMSNorm, RoPE, SwiGLU), {m['n_layer']} layers,\n"
+            f"  {m['n_head']} query heads sharing {m['n_kv_head']} key/value heads, "
+            f"n_embd {m['n_embd']},\n  MLP width {config['intermediate_size']}, "
+            f"block_size {m['block_size']}, dropout {m['dropout']}, tied embeddings."
+        )
+    else:
+        fields["hf_class"] = "GPT2LMHeadModel"
+        fields["shape_line"] = (
+            f"GPT-2's block, {m['n_layer']} layers, {m['n_head']} heads, "
+            f"n_embd {m['n_embd']},\n  block_size {m['block_size']}, "
+            f"dropout {m['dropout']}."
+        )
+    train_tokens = record.get("train_tokens", train_chars)
+    if words["unit"] != "char" and "train_tokens" not in record:
+        from transformers import AutoTokenizer
+
+        text = load_text(r["corpus"])
+        train_text = train_val_split(text, r["train_fraction"])[0]
+        train_tokens = len(AutoTokenizer.from_pretrained(out)(train_text).input_ids)
+    fields["epochs"] = tokens / train_tokens
+    fields["per_char"] = ""
+    if words["unit"] != "char":  # the loss per character, comparable across models
+        fields["per_char"] = f" ({bits_per_char(record):.3f} bits per character)"
+    fields["sample_n"] = 400
     fields["sample"] = sample_text(out, "ROMEO:", 400)
-    text = CARD.format(**fields)
-    (out / "README.md").write_text(text, encoding="utf-8")
+    atomic_write(out / "README.md", CARD.format(**fields))
 
 
 def main(argv=None) -> None:
@@ -435,6 +557,7 @@ def main(argv=None) -> None:
         "parameters": saved.num_parameters(),
         "val_loss": final,
         "val_tokens": len(val_ids) - 1,
+        "train_tokens": len(train_ids),
         "wall_time_s": round(wall, 1),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -443,8 +566,7 @@ def main(argv=None) -> None:
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
         "curve": curve,
     }
-    text = json.dumps(record, indent=1) + "\n"
-    (out / "training_log.json").write_text(text, encoding="utf-8")
+    atomic_write(out / "training_log.json", json.dumps(record, indent=1) + "\n")
     write_model_card(out, record)
 
 
