@@ -26,7 +26,7 @@ def code(text, tags=None, alt=None, caption=None, name=None):
 
 
 code(r'''
-# Set-up for Colab and Binder: install lmbook if it is missing, then fix the seeds.
+# Colab and Binder set-up: install lmbook if missing, then fix the seeds.
 try:
     import lmbook
 except ImportError:  # on Colab
