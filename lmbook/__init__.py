@@ -16,6 +16,8 @@ from lmbook.batching import TokenBatchSampler
 from lmbook.checkpoint import load_model
 from lmbook.data import load_sst2, load_text, train_val_split
 from lmbook.gpt import GPT, GPTConfig
+from lmbook.lora import LoRALinear, apply_lora, merge_lora
+from lmbook.preference import dpo_loss, sequence_logprobs
 from lmbook.pretrained import house_model_path
 from lmbook.rnn import GRU, LSTM, RNN, RNNLM, GRUCell, LSTMCell, RNNCell
 from lmbook.tokenizers import BPETokenizer, CharTokenizer
@@ -33,6 +35,7 @@ __all__ = [
     "GRUCell",
     "LSTM",
     "LSTMCell",
+    "LoRALinear",
     "MultiHeadAttention",
     "RNN",
     "RNNCell",
@@ -41,13 +44,17 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "__version__",
+    "apply_lora",
     "causal_mask",
+    "dpo_loss",
     "get_device",
     "house_model_path",
     "load_model",
     "load_sst2",
     "load_text",
+    "merge_lora",
     "scaled_dot_product_attention",
+    "sequence_logprobs",
     "set_seed",
     "train_val_split",
 ]
