@@ -82,9 +82,12 @@ test-portable: install
 #   test-binder  binder/ alone: binder/requirements.txt, then binder/postBuild,
 #                then every chapter.
 READERS ?= /tmp/lmbook-readers
-# Between them these two import every third-party package the chapters use.
+# Between them these import every third-party package the chapters use (Part V:
+# datasets, tokenizers, peft and trl).
 COLAB_CHAPTERS ?= chapters/02-core-concepts/attention-in-a-real-model.ipynb \
-	chapters/02-core-concepts/language-models.ipynb
+	chapters/02-core-concepts/language-models.ipynb \
+	chapters/05-practice/tokenizers-and-datasets.ipynb \
+	chapters/05-practice/lora-and-dpo.ipynb
 NBVAL_PKGS := "pytest>=8" nbval==0.11.0
 BINDER_PYTHON ?= python$(subst python-,,$(strip $(file <binder/runtime.txt)))
 .PHONY: test-colab test-binder
