@@ -38,6 +38,8 @@ class Notebook:
         self.cells.append(cell)
 
     def write(self, path: str) -> None:
+        for i, cell in enumerate(self.cells):
+            cell.id = f"cell-{i:03d}"  # stable ids: regenerating gives no id churn
         nb = nbf.v4.new_notebook(cells=self.cells)
         nb.metadata = {
             "kernelspec": {

@@ -8,14 +8,12 @@ from __future__ import annotations
 import functools
 import math
 
-import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper
 
-import lmbook.exercises as ex
 import lmbook.exercises.practice_generate as pg
-from tests.exercise_helpers import assert_accepted, assert_rejected_without_revealing
+from tests.exercise_helpers import exercise_tests
 
 NAMES = ["generate-output-shape", "left-pad-new-position", "temperature-top-k-prob"]
 
@@ -92,31 +90,4 @@ WRONG = {
 }
 
 
-def test_every_exercise_of_the_module_is_tested():
-    assert set(NAMES) == set(ROUNDED) == set(WRONG)
-
-
-def test_all_registered():
-    assert set(NAMES) <= set(ex.names())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_expected_equals_an_independent_computation(name):
-    expected = ex._REGISTRY[name].expected()
-    torch.testing.assert_close(
-        torch.tensor(expected, dtype=torch.float64),
-        torch.tensor(_independent(name), dtype=torch.float64),
-    )
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_rounded_answers_are_accepted(name, capsys):
-    for answer in ROUNDED[name]:
-        assert_accepted(name, answer, capsys)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_wrong_answers_are_rejected_without_revealing(name, capsys):
-    right = _independent(name)
-    for answer in WRONG[name]:
-        assert_rejected_without_revealing(name, answer, right, capsys)
+globals().update(exercise_tests(NAMES, ROUNDED, WRONG, _independent))

@@ -8,11 +8,8 @@ from __future__ import annotations
 import math
 import statistics
 
-import pytest
-
-import lmbook.exercises as ex
 import lmbook.exercises.practice_lora_dpo as pd
-from tests.exercise_helpers import assert_accepted, assert_rejected_without_revealing
+from tests.exercise_helpers import exercise_tests
 
 NAMES = [
     "lora-trainable-params",
@@ -75,40 +72,4 @@ WRONG = {
 }
 
 
-def test_every_exercise_of_the_module_is_tested():
-    assert set(NAMES) == set(ROUNDED) == set(WRONG)
-
-
-def test_all_registered():
-    assert set(NAMES) <= set(ex.names())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_expected_matches_independent_computation(name):
-    expected = ex._REGISTRY[name].expected()
-    assert float(expected) == pytest.approx(_independent(name), rel=1e-9)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_right_answer_accepted(name, capsys):
-    assert_accepted(name, _independent(name), capsys)
-
-
-@pytest.mark.parametrize(
-    ("name", "answer"), [(n, a) for n, answers in ROUNDED.items() for a in answers]
-)
-def test_rounded_answer_accepted(name, answer, capsys):
-    assert_accepted(name, answer, capsys)
-
-
-@pytest.mark.parametrize(
-    ("name", "answer"), [(n, a) for n, answers in WRONG.items() for a in answers]
-)
-def test_typical_mistake_rejected_without_revealing(name, answer, capsys):
-    assert_rejected_without_revealing(name, answer, _independent(name), capsys)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_non_numeric_answer_rejected(name, capsys):
-    assert ex.check(name, "a lot") is False
-    assert "not yet" in capsys.readouterr().out
+globals().update(exercise_tests(NAMES, ROUNDED, WRONG, _independent))

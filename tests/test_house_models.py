@@ -108,7 +108,7 @@ def test_sizes_fit_the_package_budget(folder):
     assert sum(p.stat().st_size for p in everything if p.is_file()) <= MAX_ALL_BYTES
 
 
-def _ours(name: str, folder, text: str):
+def _ours(name: str, text: str):
     """lmbook's tokenizer of the house model, rebuilt from the corpus."""
     if name == "shakespeare-char":
         return CharTokenizer.from_text(text)
@@ -119,7 +119,7 @@ def _ours(name: str, folder, text: str):
 def test_hf_loads_model_and_tokenizer_unchanged(hf, text, name, folder):
     model, tokenizer = hf
     assert type(model).__name__ == SPECS[name]["hf_class"]
-    ours = _ours(name, folder, text)
+    ours = _ours(name, text)
     val = text[int(0.9 * len(text)) :]
     if isinstance(ours, BPETokenizer):
         # the stored merges are the recipe's, and HF's tokenizer gives lmbook's ids

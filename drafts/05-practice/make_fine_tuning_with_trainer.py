@@ -17,7 +17,7 @@ md(r"""
 
 A pretrained language model knows the text it was trained on. {term}`Fine-tuning <fine-tuning>` continues its training on text from a new domain, with the same next-token loss, so that it predicts that domain better. This chapter fine-tunes the book's Llama-layout house model, trained only on Shakespeare, on modern English: the sentences of movie reviews in SST-2 {footcite}`socher2013sst`. It uses the tools of the field, the `datasets` library {footcite}`lhoest2021datasets` for the data and `transformers`' `Trainer` {footcite}`wolf2020transformers` for the loop, and measures what the fine-tuning buys on held-out reviews and what it costs on held-out Shakespeare.
 
-Many tutorials still build the training data with `TextDataset`. That class was deprecated for years and transformers v5 has removed it, so those tutorials now stop at their first import. The chapter starts with the replacement.
+Many tutorials still build the training data with `TextDataset`. Transformers v5 no longer has that class (the first cell below checks), so those tutorials now stop at their first import. The chapter starts with the replacement.
 
 ```{admonition} Learning goals
 :class: tip
@@ -61,7 +61,8 @@ datasets.disable_progress_bars()
 torch.set_num_threads(min(2, torch.get_num_threads()))  # what CI has
 plt.style.use("tableau-colorblind10")
 
-MODEL = os.environ.get("LMBOOK_MODEL") or str(house_model_path("shakespeare-bpe"))
+HOUSE = "shakespeare-bpe"  # the default: a house model, offline
+MODEL = os.environ.get("LMBOOK_MODEL") or str(house_model_path(HOUSE))
 tokenizer = AutoTokenizer.from_pretrained(MODEL)
 model = AutoModelForCausalLM.from_pretrained(MODEL)
 print(type(model).__name__, f"{model.num_parameters():,} parameters")
@@ -90,7 +91,7 @@ print("TextDataset in transformers:", hasattr(transformers, "TextDataset"))
 """)
 
 md(r"""
-The new domain is the sentences of SST-2's training file, 67,349 phrases from movie reviews. Many are fragments of a few words, so the cell keeps the sentences of at least eight words, shuffles them with a fixed seed, and takes 6,000 for fine-tuning and 600 held out for evaluation. The old domain's held-out text is the last 10% of Tiny Shakespeare, the house model's own validation split.
+The new domain is the sentences of SST-2's training file, phrases from movie reviews. Many are fragments of a few words, so the cell keeps the sentences of at least eight words, shuffles them with a fixed seed, and takes 6,000 for fine-tuning and 600 held out for evaluation. The old domain's held-out text is the last 10% of Tiny Shakespeare, the house model's own validation split.
 """)
 
 code(r"""
@@ -149,9 +150,11 @@ assert torch.equal(batch["labels"], batch["input_ids"])  # no shift here
 with torch.no_grad():
     out = model(**batch)
 logits = out.logits[:, :-1]  # position t predicts token t + 1
-by_hand = F.cross_entropy(logits.flatten(0, 1), batch["labels"][:, 1:].flatten())
+targets = batch["labels"][:, 1:]  # token t + 1 for each position t
+by_hand = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 assert_close(out.loss, by_hand)
-print(f"loss {out.loss:.3f} nats/token = mean cross-entropy of the shifted labels")
+print(f"loss {out.loss:.3f} nats/token = mean cross-entropy of the "
+      "shifted labels")
 """)
 
 md(r"""

@@ -70,7 +70,8 @@ Set the environment variable `LMBOOK_MODEL` before starting the notebook, or edi
 """)
 
 code(r"""
-MODEL = os.environ.get("LMBOOK_MODEL") or str(house_model_path("shakespeare-bpe"))
+HOUSE = "shakespeare-bpe"  # the default: a house model, offline
+MODEL = os.environ.get("LMBOOK_MODEL") or str(house_model_path(HOUSE))
 PROMPT = "ROMEO:"
 print(os.path.basename(MODEL))
 """)
@@ -261,7 +262,7 @@ md(r"""
 
 ## Three popular snippets, corrected
 
-**"Generate five continuations."** A widespread GPT-2 example calls `generate(input_ids, max_length=50, num_return_sequences=5)`. Without `do_sample=True` this is greedy decoding, which has only one answer; older versions returned the same text five times, and transformers v5 refuses:
+**"Generate five continuations."** A widespread GPT-2 example calls `generate(input_ids, max_length=50, num_return_sequences=5)`. Without `do_sample=True` this is greedy decoding, which has only one answer, so five sequences cannot differ; transformers v5 refuses:
 """)
 
 code(r"""
@@ -295,7 +296,9 @@ The house tokenizer, like GPT-2's, has no padding token. Any id will do as long 
 
 code(r"""
 if tokenizer.pad_token is None:
-    tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
+    # end-of-text where there is one, else byte 0
+    eos = tokenizer.eos_token
+    tokenizer.pad_token = eos or tokenizer.convert_ids_to_tokens(0)
 prompts = ["ROMEO:", "JULIET:\nO Romeo, Romeo!"]
 alone = [
     model.generate(**tokenizer(p, return_tensors="pt"), max_new_tokens=15,
