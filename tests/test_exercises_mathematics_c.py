@@ -20,6 +20,7 @@ from tests.exercise_helpers import assert_accepted, assert_rejected_without_reve
 
 NAMES = [
     "layernorm-by-hand",
+    "layernorm-grad",
     "residual-gradient-factor",
     "attention-grad-q",
     "cross-entropy-kl",
@@ -50,6 +51,11 @@ def _independent(name: str):
         x = torch.tensor(mc.LN_X, dtype=torch.float64)
         ln = nn.LayerNorm(len(mc.LN_X), eps=0.0, dtype=torch.float64)
         return ln(x)[-1].item()
+    if name == "layernorm-grad":
+        x = torch.tensor(mc.LN_X, dtype=torch.float64, requires_grad=True)
+        ln = nn.LayerNorm(len(mc.LN_X), eps=0.0, dtype=torch.float64)
+        ln(x)[-1].backward()  # autograd, through nn.LayerNorm
+        return x.grad.tolist()
     if name == "residual-gradient-factor":
         out = []
         for residual in (True, False):
@@ -120,6 +126,7 @@ def _independent(name: str):
 # The rounded answers the chapters' solutions show, as a reader would type them.
 ROUNDED = {
     "layernorm-by-hand": [1.604, 1.60],
+    "layernorm-grad": [[0.0955, -0.0191, -0.134, 0.0573]],
     "residual-gradient-factor": [[9.85, 1e-24], [9.850, 1.0e-24]],
     "attention-grad-q": [0.393],
     "cross-entropy-kl": [[1.204, 0.511], [1.20, 0.511]],
@@ -129,8 +136,15 @@ ROUNDED = {
     "init-std": [[0.0228, 0.0255]],
 }
 
+_SIGMA = math.sqrt(3.5)  # of LN_X = (1, 2, 3, 6), whose mean is 3
+
 # Typical mistakes.
 WRONG = {
+    "layernorm-grad": [
+        [-0.25 / _SIGMA] * 3 + [0.75 / _SIGMA],  # sigma held constant
+        [0.0, 0.0, 0.0, 1 / _SIGMA],  # mu and sigma both held constant
+        [0.0955, -0.0191, -0.134, -0.0573],  # a sign slip in the last entry
+    ],
     "layernorm-by-hand": [
         3 / math.sqrt(14 / 3),  # unbiased variance (divides by C - 1)
         3 / 3.5,  # divided by the variance, not the standard deviation

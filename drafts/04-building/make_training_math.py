@@ -3,8 +3,9 @@
 Then run: python tools/execute_notebook.py chapters/03-mathematics/training-math.ipynb
 """
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/notes")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nbgen import Notebook  # noqa: E402
 
 nb = Notebook()

@@ -3,8 +3,9 @@
 Then run: python tools/execute_notebook.py chapters/03-mathematics/transformer-layer.ipynb
 """
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/notes")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nbgen import Notebook  # noqa: E402
 
 nb = Notebook()
@@ -662,6 +663,39 @@ $\mu = 12/4 = 3$ and $\sigma^2 = (4 + 1 + 0 + 9)/4 = 3.5$, so the last entry is 
     lmbook.exercises.check("layernorm-by-hand", 3 / math.sqrt(3.5))
 
 With the unbiased variance $14/3$ you would get $1.389$ instead.
+```
+
+```{exercise}
+:label: ex-tl-layernorm-grad
+Derive the Jacobian of LayerNorm without $\gamma$ and $\beta$. With $\mu$ and $\sigma$ the mean and the (biased) standard deviation of the $C$ features of $x$, and $\hat x = (x - \mu)/\sigma$, show that
+
+$$
+\frac{\partial \hat x_i}{\partial x_j} = \frac{1}{\sigma}\left(\delta_{ij} - \frac{1}{C} - \frac{\hat x_i \hat x_j}{C}\right).
+$$
+
+For $x = (1, 2, 3, 6)$ as in {ref}`ex-tl-layernorm`, compute the gradient of the last output, $\partial \hat x_4 / \partial x_j$ for $j = 1, \dots, 4$, and check it with `lmbook.exercises.check("layernorm-grad", g)` and with autograd. Why does $g$ sum to 0, and why is it orthogonal to $\hat x$?
+```
+
+```{solution} ex-tl-layernorm-grad
+:class: dropdown
+Both statistics depend on every feature: $\partial \mu / \partial x_j = 1/C$, and from $\sigma^2 = \frac1C \sum_k (x_k - \mu)^2$, $2\sigma\, \partial\sigma/\partial x_j = \frac{2}{C}(x_j - \mu)$ (the terms with $\partial \mu/\partial x_j$ cancel, because $\sum_k (x_k - \mu) = 0$), so $\partial \sigma / \partial x_j = \hat x_j / C$. The quotient rule on $\hat x_i = (x_i - \mu)/\sigma$ gives
+
+$$
+\frac{\partial \hat x_i}{\partial x_j} = \frac{\delta_{ij} - 1/C}{\sigma} - \frac{(x_i - \mu)\, \hat x_j}{C \sigma^2} = \frac{1}{\sigma}\left(\delta_{ij} - \frac{1}{C} - \frac{\hat x_i \hat x_j}{C}\right).
+$$
+
+Here $\mu = 3$, $\sigma = \sqrt{3.5}$ and $\hat x = (-2, -1, 0, 3)/\sqrt{3.5}$, so $\hat x_4 \hat x_j / 4 = (-6, -3, 0, 9)/14$ and
+
+$$
+g = \frac{1}{\sqrt{3.5}}\left((0, 0, 0, 1) - \tfrac14 - \tfrac{(-6, -3, 0, 9)}{14}\right) = \frac{(5, -1, -7, 3)}{28\sqrt{3.5}} \approx (0.0955, -0.0191, -0.134, 0.0573).
+$$
+
+    x = torch.tensor([1.0, 2.0, 3.0, 6.0], requires_grad=True)
+    nn.LayerNorm(4, eps=0.0)(x)[-1].backward()
+    print(x.grad)
+    lmbook.exercises.check("layernorm-grad", x.grad.tolist())
+
+Adding a constant to every feature, the direction $(1, 1, 1, 1)$, does not change $\hat x$, so the derivative in that direction, $\sum_j g_j$, is 0; scaling $x - \mu$ does not change it either, so $g \cdot \hat x = 0$ too (here $-10 + 1 + 0 + 9 = 0$). The gradient that LayerNorm passes back has no component along the two directions it normalises away.
 ```
 
 ```{exercise}

@@ -33,6 +33,16 @@ def _layernorm_by_hand() -> float:
     return (LN_X[-1] - mu) / math.sqrt(var)
 
 
+def _layernorm_grad() -> list[float]:
+    # d LN(x)_i / d x_j = (delta_ij - 1/C - xhat_i xhat_j / C) / sigma, row i = C-1
+    C = len(LN_X)
+    mu = sum(LN_X) / C
+    sigma = math.sqrt(sum((x - mu) ** 2 for x in LN_X) / C)
+    xhat = [(x - mu) / sigma for x in LN_X]
+    last = C - 1
+    return [((j == last) - 1 / C - xhat[last] * xhat[j] / C) / sigma for j in range(C)]
+
+
 def _residual_gradient_factor() -> list[float]:
     return [(1 + RESID_JACOBIAN) ** RESID_LAYERS, RESID_JACOBIAN**RESID_LAYERS]
 
@@ -90,6 +100,13 @@ register(
     _layernorm_by_hand,
     "subtract the mean of the four features and divide by the square root of "
     "their variance; LayerNorm's variance divides by C, not C - 1.",
+)
+register(
+    "layernorm-grad",
+    _layernorm_grad,
+    "give four numbers, d LN(x)_4 / d x_j for j = 1..4. The mean and the "
+    "standard deviation depend on every x_j: d mu / d x_j = 1/C and d sigma / "
+    "d x_j = xhat_j / C.",
 )
 register(
     "residual-gradient-factor",
