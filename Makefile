@@ -83,11 +83,13 @@ test-portable: install
 #                then every chapter.
 READERS ?= /tmp/lmbook-readers
 # Between them these import every third-party package the chapters use (Part V:
-# datasets, tokenizers, peft and trl).
+# datasets, tokenizers, peft, trl, onnx, onnxruntime and scikit-learn).
 COLAB_CHAPTERS ?= chapters/02-core-concepts/attention-in-a-real-model.ipynb \
 	chapters/02-core-concepts/language-models.ipynb \
 	chapters/05-practice/tokenizers-and-datasets.ipynb \
-	chapters/05-practice/lora-and-dpo.ipynb
+	chapters/05-practice/lora-and-dpo.ipynb \
+	chapters/05-practice/making-models-small.ipynb \
+	chapters/05-practice/sentence-embeddings.ipynb
 NBVAL_PKGS := "pytest>=8" nbval==0.11.0
 BINDER_PYTHON ?= python$(subst python-,,$(strip $(file <binder/runtime.txt)))
 .PHONY: test-colab test-binder
