@@ -221,7 +221,7 @@ print(f"diagonal: {S.diagonal().min():.3f} to {S.diagonal().max():.3f}")
 code(
     r"""
 labels = [t if len(t) <= 30 else t[:28] + "\u2026" for t in texts]
-fig, ax = plt.subplots(figsize=(7, 5.6))
+fig, ax = plt.subplots(figsize=(6.6, 5.3))
 im = ax.imshow(S.numpy(), cmap="cividis", vmin=-0.1, vmax=1)
 for i in range(len(texts)):
     for j in range(len(texts)):
