@@ -77,7 +77,7 @@ Every cell uses the model named in `MODEL`: offline, and in the book's tests, th
 
 ```{admonition} Running online: use a model from the Hub
 :class: note
-Set the environment variable `LMBOOK_MODEL` (or edit the cell) to run the chapter on a base model from the Hub with Llama's layout, such as `HuggingFaceTB/SmolLM2-135M` (135M parameters, fits a free Colab session), and remove the `HF_HUB_OFFLINE` line above. The chapter gives it its own chat template and tokens, as it does the house model. A model of that size learns the three tasks in far fewer steps; on a GPU, set `STEPS` higher too.
+Set the environment variable `LMBOOK_MODEL` (or edit the cell) to run the chapter on a base model from the Hub with Llama's layout, such as `HuggingFaceTB/SmolLM2-135M` (135M parameters, fits a free Colab session), and remove the `HF_HUB_OFFLINE` line above. The chapter gives it its own chat template and tokens, as it does the house model. The printed numbers will differ and the checks still hold; on a GPU, `STEPS` can be raised to the 1,500 of the longer run below.
 ```
 """)
 

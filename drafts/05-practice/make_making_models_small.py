@@ -297,7 +297,7 @@ print(f"kd_loss == 4 * F.kl_div(..., 'batchmean'): {reference:.4f}")
 """)
 
 md(r"""
-The student is an `lmbook.GPT` with the teacher's tokenizer and block type but 2 layers instead of 6 and width 96 instead of 192. Two copies start from the same initialisation and see the same batches of the training text for the same number of steps: one learns from the next tokens (cross-entropy), the other from the teacher's soft targets at $\tau = 1$, where the loss is the cross-entropy against the teacher's distribution minus the teacher's entropy, a constant. 150 steps of 16 windows of 64 tokens are far from convergence; the point is the comparison. The distilled run takes about three times as long, because every step also runs the teacher.
+The student is an `lmbook.GPT` with the teacher's tokenizer and block type but 2 layers instead of 6 and width 96 instead of 192. Two copies start from the same initialisation and see the same batches of the training text for the same number of steps: one learns from the next tokens (cross-entropy), the other from the teacher's soft targets at $\tau = 1$, where the loss is the cross-entropy against the teacher's distribution minus the teacher's entropy, a constant. 150 steps of 16 windows of 64 tokens are far from convergence; the point is the comparison. The distilled run takes longer, because every step also runs the teacher's forward pass.
 """)
 
 code(r"""
@@ -360,7 +360,7 @@ assert kd_gain > 0.1  # the distilled student is clearly better
 """)
 
 md(r"""
-With the same steps and data, the student trained on the teacher's distributions reaches a clearly lower held-out loss than the one trained on the next tokens alone: each position gives it a full distribution to match, not one sample of it, which is a less noisy training signal. The gap is what the soft targets are worth at this budget; with more training the hard-label student catches up part of the way, and neither student comes near its teacher, whose 6 layers and width they do not have. The temperature is not free either: in a trial while writing this chapter, 300 steps on the soft targets alone at $\tau = 2$ ended *worse* than hard labels (4.10 against 4.02), while $\tau = 1$ ended better (3.81). A raised temperature asks the student to match the teacher's ranking of unlikely tokens, which a small student early in training cannot afford; Hinton et al. mix the soft loss with the hard one for this reason {footcite}`hinton2015distillation`, and the right $\tau$ and mix are found by trying. Distillation and quantization combine: the student can be quantized like any other model ({ref}`ex-compress-own`).
+With the same steps and data, the student trained on the teacher's distributions reaches a clearly lower held-out loss than the one trained on the next tokens alone: each position gives it a full distribution to match, not one sample of it, which is a less noisy training signal. The gap is what the soft targets are worth at this budget, and neither student comes near its teacher, whose 6 layers and width they do not have. The temperature is a setting to tune, not a constant: a raised $\tau$ asks the student to match the teacher's ranking of unlikely tokens as well, and Hinton et al. mix the soft loss with the ordinary cross-entropy on the next tokens {footcite}`hinton2015distillation`. Trying $\tau = 2$, or a mix of both losses, is a change to one line of `train_student`. Distillation and quantization combine: the student can be quantized like any other model ({ref}`ex-compress-own`).
 
 (sec-onnx)=
 ## Export to ONNX
@@ -558,7 +558,7 @@ Read the table by column. **Size** is what quantization reliably buys: int8 take
 - On the house model int8 is lossless to three decimals; int4 costs less than 0.01 nats per token with groups of 32 and about twice that with one scale per row. Small groups contain the damage of outliers, which is why GPTQ, AWQ, NF4 and GGUF all use blocks.
 - Our dequantizing layer saves memory, not time: quantization is faster only with kernels that compute with the packed integers.
 - ONNX Runtime quantizes an exported graph: `quantize_dynamic` to int8 weights and activations, `MatMulNBitsQuantizer` to 4-bit weights in blocks. Its symmetric int4 is our group-wise int4 with one more level: the scale sends each block's largest weight to $-8$, so the steps are $7/8$ of ours and the loss a little lower.
-- Distillation trains a student on $\tau^2\,\mathrm{KL}(p_t^{(\tau)} \| p_s^{(\tau)})$. A 2-layer student trained for 150 steps on the teacher's distributions ($\tau = 1$) reached a clearly lower held-out loss than the same student trained on the next tokens, at three times the cost per step; at $\tau = 2$ without the hard labels it did worse.
+- Distillation trains a student on $\tau^2\,\mathrm{KL}(p_t^{(\tau)} \| p_s^{(\tau)})$. A 2-layer student trained for 150 steps on the teacher's distributions ($\tau = 1$) reached a clearly lower held-out loss than the same student trained on the next tokens; each of its steps also runs the teacher.
 - `torch.onnx.export(..., dynamo=True)` with dynamic batch and sequence dimensions gives a graph whose ONNX Runtime logits equal PyTorch's within $10^{-4}$; check this before timing anything.
 
 ## Exercises
