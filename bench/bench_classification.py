@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -66,6 +65,9 @@ from lmbook.classify import (  # noqa: E402
     sst2_split,
 )
 from lmbook.fileio import atomic_write  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/
+from tools.train_house_models import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "classification.json"
@@ -278,16 +280,6 @@ def portability(args, results, machine) -> None:
     save(results)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     global OUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -326,7 +318,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     results = {} if args.fresh or not OUT.is_file() else json.loads(OUT.read_text())
     machine = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "threads": args.threads,
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -89,7 +89,13 @@ def _describe(x) -> str:
     return f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else tname(x)
 
 
-def _check_tokenizer(tokenizer):
+def _check_tokenizer(tokenizer, need_chat: bool = True):
+    if not callable(getattr(tokenizer, "get_vocab", None)):
+        raise TypeError(
+            f"tokenizer must be a Hugging Face tokenizer, got {tname(tokenizer)}"
+        )
+    if not need_chat:
+        return
     missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         raise ValueError(
@@ -111,6 +117,7 @@ def add_chat_format(tokenizer, model=None, init_from: str = "\n"):
     """
     if not isinstance(init_from, str) or not init_from:
         raise TypeError(f"init_from must be a non-empty str, got {init_from!r}")
+    _check_tokenizer(tokenizer, need_chat=False)
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     tokenizer.eos_token, tokenizer.pad_token = END, PAD
     tokenizer.chat_template = CHAT_TEMPLATE

@@ -328,5 +328,11 @@ def test_bad_arguments_name_the_argument(tok_and_model):
         chat(torch.nn.Linear(1, 1), tok, [])
     with pytest.raises(TypeError, match="model must be a Hugging Face PreTrainedModel"):
         add_chat_format(plain, torch.nn.Linear(1, 1))
+    with pytest.raises(TypeError, match="tokenizer must be a Hugging Face tokenizer"):
+        encode_chat("gpt2", HOSTILE)
+    with pytest.raises(TypeError, match="tokenizer must be a Hugging Face tokenizer"):
+        add_chat_format(None)
+    with pytest.raises(TypeError, match="tokenizer must be a Hugging Face tokenizer"):
+        chat(model, object(), [])
     with pytest.raises(TypeError, match="init_from must be a non-empty str"):
         add_chat_format(plain, init_from="")
